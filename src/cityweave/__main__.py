@@ -1,0 +1,3 @@
+from cityweave.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Accounts: who can sign in, with which roles and scopes, by password, token or API key."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: FastAPI routers over the domain services. No business rules live here."""

@@ -1,0 +1,84 @@
+"""Request-scoped dependencies: the app context, a database session and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from cityweave.accounts.service import principal_for_token
+from cityweave.authz.policy import Principal
+from cityweave.context import AppContext, Call
+from cityweave.errors import AuthenticationFailed
+from cityweave.listing import MAX_LIMIT, PageRequest
+
+T = TypeVar("T")
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+def get_session(ctx: Annotated[AppContext, Depends(get_ctx)]) -> Iterator[Session]:
+    """One transaction per request: committed when the endpoint returns, rolled back on error."""
+    with ctx.db.session() as session:
+        yield session
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def get_principal(
+    request: Request,
+    ctx: Annotated[AppContext, Depends(get_ctx)],
+    session: Annotated[Session, Depends(get_session)],
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    token = bearer or api_key
+    if not token:
+        raise AuthenticationFailed("sign in first: send a bearer token or an API key")
+    if len(token) > 200:
+        raise AuthenticationFailed("the token is not valid")
+    return principal_for_token(ctx, session, token, source_ip=client_ip(request))
+
+
+def get_call(
+    ctx: Annotated[AppContext, Depends(get_ctx)],
+    session: Annotated[Session, Depends(get_session)],
+    principal: Annotated[Principal, Depends(get_principal)],
+) -> Call:
+    return Call(ctx=ctx, session=session, principal=principal)
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="items to skip")] = 0,
+    sort: Annotated[
+        str | None,
+        Query(max_length=100, pattern=r"^-?[a-z_]+(,-?[a-z_]+)*$",
+              description="comma-separated keys; '-' for descending, e.g. -created_at,name"),
+    ] = None,
+) -> PageRequest:
+    return PageRequest(limit=limit, offset=offset, sort=sort)
+
+
+CallDep = Annotated[Call, Depends(get_call)]
+PageDep = Annotated[PageRequest, Depends(page_request)]
+CtxDep = Annotated[AppContext, Depends(get_ctx)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int

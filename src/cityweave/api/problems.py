@@ -1,0 +1,153 @@
+"""RFC 7807 / RFC 9457 problem details for every error the API returns.
+
+``type`` is a relative URI under ``/problems/``; that route answers with a description, so a
+client (or a person) can look a problem type up.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cityweave.authz.policy import Unauthorized
+from cityweave.errors import CityWeaveError, Invalid
+from cityweave.i18n import translate
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+PROBLEM_TYPES: dict[str, str] = {
+    "validation-error": "The request has fields that are missing, of the wrong type or out of range; "
+    "`errors` points at each one (RFC 6901 JSON pointers into the body, or the parameter name).",
+    "malformed-json": "The body is not valid JSON.",
+    "unauthenticated": "No valid credentials: send `Authorization: Bearer <token>` or an API key.",
+    "invalid-grant": "OAuth2 invalid_grant: the username, password or refresh token is wrong.",
+    "forbidden": "The caller's role or scope does not allow this action.",
+    "not-found": "No such resource, or none the caller may see.",
+    "conflict": "The request conflicts with the current state (a duplicate, or something in use).",
+    "payload-too-large": "The body is larger than the server accepts.",
+    "method-not-allowed": "The resource does not support this HTTP method.",
+    "unsupported-media-type": "Send the body as the documented content type.",
+    "internal-error": "An unexpected error; it has been logged with the request id.",
+}
+
+
+class ProblemFieldError(BaseModel):
+    pointer: str
+    detail: str
+
+
+class Problem(BaseModel):
+    """Documents the error body in OpenAPI."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[ProblemFieldError] | None = None
+
+
+def problem_response(
+    request: Request | None,
+    status: int,
+    slug: str,
+    detail: str | None = None,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if request is not None:
+        body["instance"] = request.url.path
+    if errors:
+        body["errors"] = errors
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _pointer(loc: tuple[Any, ...]) -> tuple[str, str]:
+    """(where, pointer): body fields as JSON pointers, parameters by name."""
+    if not loc:
+        return "body", ""
+    where, rest = loc[0], loc[1:]
+    if where == "body":
+        return "body", "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in rest)
+    return str(where), str(rest[0]) if rest else ""
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        malformed = False
+        for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                malformed = True
+            where, pointer = _pointer(tuple(err.get("loc", ())))
+            entry = {"pointer": pointer if where == "body" else "", "detail": err.get("msg", "invalid")}
+            if where != "body":
+                entry = {"parameter": pointer, "in": where, "detail": err.get("msg", "invalid")}
+            errors.append(entry)
+        if malformed:
+            return problem_response(request, 400, "malformed-json", "The body is not valid JSON.", errors=errors)
+        locale = _locale(request)
+        return problem_response(request, 422, "validation-error", translate("errors.validation", locale), errors=errors)
+
+    @app.exception_handler(Invalid)
+    async def _invalid(request: Request, exc: Invalid) -> JSONResponse:
+        errors = []
+        for e in exc.errors:
+            if e.pointer.startswith("/") or e.pointer == "":
+                errors.append({"pointer": e.pointer, "detail": e.detail})
+            else:
+                errors.append({"parameter": e.pointer, "in": "query", "detail": e.detail})
+        return problem_response(request, 422, "validation-error", exc.detail, errors=errors)
+
+    @app.exception_handler(CityWeaveError)
+    async def _domain(request: Request, exc: CityWeaveError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        extra = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in exc.extra.items()}
+        if exc.slug == "invalid-grant":
+            # OAuth2 clients read `error`; people read `detail`. Give both.
+            extra.update(error="invalid_grant", error_description=exc.detail)
+        return problem_response(request, exc.status, exc.slug, exc.detail, headers=headers, **extra)
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        if exc.hidden:
+            return problem_response(request, 404, "not-found", "No such resource.")
+        return problem_response(request, 403, "forbidden", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {
+            401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+            409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type",
+        }.get(exc.status_code, "http-error")
+        return problem_response(request, exc.status_code, slug, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(request, 500, "internal-error", "An unexpected error occurred.")
+
+
+def _locale(request: Request) -> str:
+    accept = request.headers.get("accept-language", "")
+    return "en" if accept.lower().startswith("en") else "zh-CN"

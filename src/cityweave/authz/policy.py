@@ -1,0 +1,302 @@
+"""Role-based, scope-limited access, decided in this one module.
+
+A caller is a :class:`Principal` holding grants: a role over a place (by path). The
+:data:`POLICY` table says which actions each role may take on each kind of resource;
+the grant's place says *where*. Services never check roles by hand: they ask
+:func:`scope_clause` for a SQL condition to add to a query, or :func:`check` for one
+object. Adding a resource kind means one row here and one ``ScopeColumns`` entry.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, exists, false, literal, or_, select, true
+
+from cityweave.accounts.models import Role, RoleGrant, User
+from cityweave.audit.models import AuditRecord
+from cityweave.people.models import CareTag, HouseholdMember, Person
+from cityweave.places.models import Place
+
+
+class Action(enum.StrEnum):
+    READ = "read"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    REVEAL_CONTACT = "reveal_contact"  # see a full name and phone number
+    REVEAL_ID = "reveal_id"  # see a full ID-card number
+    IMPORT = "import"
+    EXPORT = "export"
+
+
+class Resource(enum.StrEnum):
+    PLACE = "place"
+    PERSON = "person"
+    CARE_TAG = "care_tag"
+    MEMBERSHIP = "membership"
+    USER = "user"
+    AUDIT = "audit"
+
+
+A = Action
+_ALL = frozenset(Action)
+
+# role → resource → actions. Absent means denied. Least privilege: each role gets what its
+# daily work needs and nothing else (why, per role, is in docs/architecture.md).
+POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
+    Role.RESIDENT: {
+        Resource.PLACE: frozenset({A.READ}),
+        Resource.PERSON: frozenset({A.READ, A.REVEAL_CONTACT}),
+        Resource.CARE_TAG: frozenset({A.READ}),
+        Resource.MEMBERSHIP: frozenset({A.READ}),
+    },
+    Role.GRID_WORKER: {
+        Resource.PLACE: frozenset({A.READ, A.UPDATE}),
+        Resource.PERSON: frozenset({A.READ, A.CREATE, A.UPDATE, A.REVEAL_CONTACT, A.REVEAL_ID}),
+        Resource.CARE_TAG: frozenset({A.READ, A.CREATE, A.DELETE}),
+        Resource.MEMBERSHIP: frozenset({A.READ, A.CREATE, A.DELETE}),
+    },
+    Role.PROPERTY_STAFF: {
+        Resource.PLACE: frozenset({A.READ, A.CREATE, A.UPDATE}),
+        Resource.PERSON: frozenset({A.READ, A.REVEAL_CONTACT}),
+        Resource.MEMBERSHIP: frozenset({A.READ}),
+    },
+    Role.COMMUNITY_ADMIN: {
+        Resource.PLACE: _ALL - {A.REVEAL_CONTACT, A.REVEAL_ID},
+        Resource.PERSON: _ALL,
+        Resource.CARE_TAG: frozenset({A.READ, A.CREATE, A.DELETE}),
+        Resource.MEMBERSHIP: frozenset({A.READ, A.CREATE, A.DELETE, A.IMPORT, A.EXPORT}),
+        Resource.USER: frozenset({A.READ, A.CREATE, A.UPDATE}),
+        Resource.AUDIT: frozenset({A.READ}),
+    },
+    Role.DEPARTMENT_OFFICER: {
+        Resource.PLACE: frozenset({A.READ}),
+    },
+    Role.SERVICE_PROVIDER: {},
+    Role.CITY_OPERATOR: {
+        Resource.PLACE: frozenset({A.READ, A.CREATE, A.UPDATE, A.EXPORT}),
+        Resource.PERSON: frozenset({A.READ}),
+        Resource.MEMBERSHIP: frozenset({A.READ}),
+        Resource.USER: frozenset({A.READ, A.CREATE, A.UPDATE}),
+        Resource.AUDIT: frozenset({A.READ}),
+    },
+    Role.PLATFORM_ADMIN: {resource: _ALL for resource in Resource},
+}
+
+# Which roles a holder of a role may hand out (within its own scope).
+GRANTABLE: dict[Role, frozenset[Role]] = {
+    Role.COMMUNITY_ADMIN: frozenset(
+        {Role.RESIDENT, Role.GRID_WORKER, Role.PROPERTY_STAFF, Role.COMMUNITY_ADMIN}
+    ),
+    Role.CITY_OPERATOR: frozenset(
+        {
+            Role.RESIDENT,
+            Role.GRID_WORKER,
+            Role.PROPERTY_STAFF,
+            Role.COMMUNITY_ADMIN,
+            Role.DEPARTMENT_OFFICER,
+            Role.SERVICE_PROVIDER,
+            Role.CITY_OPERATOR,
+        }
+    ),
+    Role.PLATFORM_ADMIN: frozenset(Role),
+}
+
+# The place kind each role's scope must be (None: no place, the scope is global or not a place).
+SCOPE_KIND: dict[Role, str | None] = {
+    Role.RESIDENT: "household",
+    Role.GRID_WORKER: "grid",
+    Role.PROPERTY_STAFF: "community",
+    Role.COMMUNITY_ADMIN: "community",
+    Role.DEPARTMENT_OFFICER: "any",
+    Role.SERVICE_PROVIDER: None,
+    Role.CITY_OPERATOR: "city",
+    Role.PLATFORM_ADMIN: None,
+}
+
+
+class Unauthorized(Exception):
+    """The caller may not do this. ``hidden`` means: answer as if the object did not exist."""
+
+    def __init__(self, message: str, *, hidden: bool = False) -> None:
+        super().__init__(message)
+        self.hidden = hidden
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: Role
+    place_path: str | None = None
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, as every service sees it."""
+
+    user_id: str
+    username: str
+    grants: tuple[Grant, ...] = ()
+    person_id: str | None = None
+    via: str = "token"  # token | api_key | session | system
+    source_ip: str | None = None
+    locale: str = "zh-CN"
+    _cache: dict[tuple[Resource, Action], list[str] | None] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
+    @classmethod
+    def system(cls, label: str = "system") -> Principal:
+        """The platform itself (CLI, demo loader, schedulers): unrestricted, still audited."""
+        return cls(user_id="system", username=label, grants=(Grant(Role.PLATFORM_ADMIN),), via="system")
+
+    @classmethod
+    def from_user(cls, user: User, *, via: str, source_ip: str | None = None) -> Principal:
+        grants = tuple(
+            Grant(g.role, g.place_path, tuple(g.categories or ())) for g in user.grants
+        )
+        return cls(
+            user_id=user.id,
+            username=user.username,
+            grants=grants,
+            person_id=user.person_id,
+            via=via,
+            source_ip=source_ip,
+            locale=user.locale,
+        )
+
+    @property
+    def roles(self) -> set[Role]:
+        return {g.role for g in self.grants}
+
+    def scope_paths(self, resource: Resource, action: Action) -> list[str] | None:
+        """Path prefixes where the action is allowed; ``None`` means everywhere."""
+        key = (resource, action)
+        if key not in self._cache:
+            paths: list[str] | None = []
+            for grant in self.grants:
+                if action not in POLICY[grant.role].get(resource, ()):
+                    continue
+                if grant.place_path is None:
+                    paths = None
+                    break
+                assert paths is not None
+                paths.append(grant.place_path)
+            self._cache[key] = paths
+        return self._cache[key]
+
+    def may(self, resource: Resource, action: Action) -> bool:
+        """Whether the action is allowed anywhere at all (for 403 vs. empty answers)."""
+        return self.scope_paths(resource, action) != []
+
+
+def _within(column: ColumnElement[str], paths: list[str]) -> ColumnElement[bool]:
+    return or_(*(column.startswith(p, autoescape=True) for p in paths))
+
+
+def _place_clause(paths: list[str], action: Action) -> ColumnElement[bool]:
+    inside = _within(Place.path, paths)
+    if action is not Action.READ:
+        return inside
+    # Everybody may read the names of the places that enclose their scope (their building,
+    # community, city): that is public information and pages need it for breadcrumbs.
+    enclosing = or_(*(literal(p).startswith(Place.path) for p in paths))
+    return or_(inside, enclosing)
+
+
+def _person_clause(paths: list[str], action: Action) -> ColumnElement[bool]:
+    return exists(
+        select(HouseholdMember.id).where(
+            HouseholdMember.person_id == Person.id, _within(HouseholdMember.household_path, paths)
+        )
+    )
+
+
+def _care_tag_clause(paths: list[str], action: Action) -> ColumnElement[bool]:
+    return exists(
+        select(HouseholdMember.id).where(
+            HouseholdMember.person_id == CareTag.person_id,
+            _within(HouseholdMember.household_path, paths),
+        )
+    )
+
+
+def _user_clause(paths: list[str], action: Action) -> ColumnElement[bool]:
+    return exists(
+        select(RoleGrant.id).where(
+            RoleGrant.user_id == User.id, _within(RoleGrant.place_path, paths)
+        )
+    )
+
+
+_SCOPE_CLAUSES: dict[Resource, Callable[[list[str], Action], ColumnElement[bool]]] = {
+    Resource.PLACE: _place_clause,
+    Resource.PERSON: _person_clause,
+    Resource.CARE_TAG: _care_tag_clause,
+    Resource.MEMBERSHIP: lambda paths, _a: _within(HouseholdMember.household_path, paths),
+    Resource.USER: _user_clause,
+    Resource.AUDIT: lambda paths, _a: _within(AuditRecord.place_path, paths),
+}
+
+
+def scope_clause(principal: Principal, resource: Resource, action: Action) -> ColumnElement[bool]:
+    """A WHERE condition limiting a query on ``resource`` to what the caller may ``action``."""
+    paths = principal.scope_paths(resource, action)
+    self_clause = _self_clause(principal, resource, action)
+    if paths is None:
+        return true()
+    clauses = [_SCOPE_CLAUSES[resource](paths, action)] if paths else []
+    if self_clause is not None:
+        clauses.append(self_clause)
+    return or_(*clauses) if clauses else false()
+
+
+def _self_clause(
+    principal: Principal, resource: Resource, action: Action
+) -> ColumnElement[bool] | None:
+    # Everybody may read their own account and their own person record.
+    if action not in (Action.READ, Action.REVEAL_CONTACT):
+        return None
+    if resource is Resource.USER:
+        return User.id == principal.user_id
+    if resource is Resource.PERSON and principal.person_id:
+        return Person.id == principal.person_id
+    return None
+
+
+def allows(principal: Principal, resource: Resource, action: Action, paths: Iterable[str]) -> bool:
+    """Whether the caller may ``action`` an object that lives at any of ``paths``."""
+    scope = principal.scope_paths(resource, action)
+    if scope is None:
+        return True
+    return any(p.startswith(s) for p in paths for s in scope)
+
+
+def check(
+    principal: Principal,
+    resource: Resource,
+    action: Action,
+    paths: Iterable[str],
+    *,
+    visible: bool = True,
+) -> None:
+    """Raise :class:`Unauthorized` unless allowed. ``visible`` says whether the caller may at
+    least see the object: if not, the error is *hidden* (answered as 404, not 403), so that
+    ids outside one's scope cannot be probed."""
+    if not allows(principal, resource, action, list(paths)):
+        raise Unauthorized(f"not allowed to {action} this {resource}", hidden=not visible)
+
+
+def can_grant(principal: Principal, role: Role, place_path: str | None) -> bool:
+    """A grantor may hand out a role only within a scope it holds, and only roles it may give."""
+    for grant in principal.grants:
+        if role not in GRANTABLE.get(grant.role, ()):
+            continue
+        if grant.place_path is None:
+            return True
+        if place_path is not None and place_path.startswith(grant.place_path):
+            return True
+    return False

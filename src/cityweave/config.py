@@ -1,0 +1,102 @@
+"""Settings: environment variables (prefix ``CITYWEAVE_``) over an optional TOML file over defaults.
+
+Every setting is documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+Mode = Literal["development", "demo", "production"]
+CipherName = Literal["AES-256-GCM", "SM4-GCM"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CITYWEAVE_", extra="forbid")
+
+    mode: Mode = "development"
+    data_dir: Path = Path("cityweave-data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite in the data folder."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Personal-data protection. The key never lives in the database.
+    secret_key: str | None = Field(default=None, description="base64 of 32 random bytes")
+    secret_key_file: Path | None = None
+    pii_cipher: CipherName = "AES-256-GCM"
+
+    # Authentication.
+    access_token_minutes: int = 15
+    refresh_token_days: int = 14
+    lockout_threshold: int = 5
+    lockout_window_minutes: int = 15
+    lockout_minutes: int = 15
+
+    # HTTP.
+    max_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 10_485_760
+
+    # Logging.
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    config_file: Path | None = Field(default=None, description="TOML file read before env vars")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_postgres_url(cls, value: str | None) -> str | None:
+        # People paste libpq URLs; SQLAlchemy needs to know we use psycopg 3.
+        if value and value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'cityweave.sqlite3').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, env_settings))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``[cityweave]`` (or top-level keys) from the TOML file named by CITYWEAVE_CONFIG_FILE."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        path = os.environ.get("CITYWEAVE_CONFIG_FILE")
+        if not path:
+            return {}
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        return dict(data.get("cityweave", data))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; explicit overrides (from CLI flags) win over everything."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)

@@ -1,0 +1,9 @@
+"""Imports every domain's models so Alembic and ``create_all`` see one complete metadata."""
+
+from cityweave.accounts.models import ApiKey, AuthToken, RoleGrant, User  # noqa: F401
+from cityweave.audit.models import AuditHead, AuditRecord  # noqa: F401
+from cityweave.db.base import Base
+from cityweave.people.models import CareTag, HouseholdMember, Person  # noqa: F401
+from cityweave.places.models import Place  # noqa: F401
+
+metadata = Base.metadata

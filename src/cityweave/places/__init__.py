@@ -1,0 +1,1 @@
+"""Places: city › district › street › community › grid › building › unit › household, and facilities."""

@@ -80,6 +80,10 @@ class World:
     person_of_household: dict[str, str] = field(default_factory=dict)
     user_ids: dict[Role, str] = field(default_factory=dict)
     tokens: dict[Role, str] = field(default_factory=dict)
+    # One extra resident account per household: targets for "may X manage this account?".
+    household_user: dict[str, str] = field(default_factory=dict)
+    # A second member of the resident account's household (not the account's own person).
+    family_member: str = ""
 
     def token(self, role: Role) -> str:
         return self.tokens[role]
@@ -105,6 +109,10 @@ def build_world(ctx: AppContext) -> World:
                 households=[MembershipIn(household_id=household, role=MembershipRole.OWNER)],
             ))
             world.person_of_household[household] = person.id
+        world.family_member = people.create_person(call, PersonCreate(
+            name="王小明", phone="13900001101", care_tags=[CareTagKind.MINOR],
+            households=[MembershipIn(household_id="ca-b1-u1-101", role=MembershipRole.FAMILY)],
+        )).id
         for role, (username, place) in ROLE_USERS.items():
             user = accounts.create_user(call, UserCreate(
                 username=username,
@@ -119,4 +127,10 @@ def build_world(ctx: AppContext) -> World:
             ctx.settings.access_token_minutes = 60 * 24 * 365 * 10
             world.tokens[role] = accounts.issue_tokens(ctx, session, user, source_ip=None).access_token
             ctx.settings.access_token_minutes = 15
+        for household in RESIDENTS:
+            user = accounts.create_user(call, UserCreate(
+                username=f"res-{household}", display_name=household,
+                grants=[GrantIn(role=Role.RESIDENT, place_id=household)],
+            ))
+            world.household_user[household] = user.id
     return world

@@ -118,6 +118,11 @@ SCOPE_KIND: dict[Role, str | None] = {
 }
 
 
+# What anybody may do to their own person record, whatever their role: see it whole and
+# correct it ("my profile"). Deleting oneself or tagging oneself goes through staff.
+SELF_ACTIONS = frozenset({Action.READ, Action.REVEAL_CONTACT, Action.REVEAL_ID, Action.UPDATE})
+
+
 class Unauthorized(Exception):
     """The caller may not do this. ``hidden`` means: answer as if the object did not exist."""
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from cityweave.authz.policy import Action, Principal, Resource, allows, check, scope_clause
+from cityweave.authz.policy import SELF_ACTIONS, Action, Principal, Resource, allows, check, scope_clause
 from cityweave.context import Call
 from cityweave.db.base import new_id
 from cityweave.errors import Conflict, FieldError, Invalid, NotFound
@@ -52,7 +52,8 @@ def get_person(call: Call, person_id: str, action: Action = Action.READ) -> Pers
     ).scalar_one_or_none()
     if person is None:
         raise NotFound(f"no person {person_id!r}")
-    if action is not Action.READ and person.id != call.principal.person_id:
+    is_self = person.id == call.principal.person_id and action in SELF_ACTIONS
+    if action is not Action.READ and not is_self:
         check(call.principal, Resource.PERSON, action, household_paths(person))
     return person
 

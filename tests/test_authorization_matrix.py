@@ -1,0 +1,171 @@
+"""Every role × every resource kind × own scope / someone else's scope, through the HTTP API.
+
+The expected table is written out by hand from the product rules (docs/architecture.md,
+"Roles and scopes"), not derived from the policy code, so a change to the policy that breaks a
+rule shows up here as a named cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cityweave.accounts.models import Role
+from tests.conftest import auth
+from tests.world import World
+
+OWN = "ca-b1-u1-101"
+OTHER: dict[Role, str] = {
+    Role.RESIDENT: "ca-b1-u1-102",  # the neighbour across the landing
+    Role.GRID_WORKER: "ca-b2-u1-201",  # another grid of the same community
+    Role.PROPERTY_STAFF: "cb-b1-u1-101",  # another community
+    Role.COMMUNITY_ADMIN: "cb-b1-u1-101",
+    Role.DEPARTMENT_OFFICER: "cb-b1-u1-101",
+    Role.SERVICE_PROVIDER: "cb-b1-u1-101",
+    Role.CITY_OPERATOR: "cc-b1-u1-101",  # another city
+    Role.PLATFORM_ADMIN: "cc-b1-u1-101",
+}
+
+Y, N = True, False
+# operation → (own scope, other scope) per role. Order matters: destructive operations last.
+OPERATIONS = [
+    "place.read", "place.update", "person.read", "person.reveal", "care_tag.read",
+    "membership.read", "user.read", "audit.read", "person.update", "care_tag.create",
+    "user.update", "membership.delete",
+]
+EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
+    Role.RESIDENT: {
+        "place.read": (Y, N), "place.update": (N, N), "person.read": (Y, N), "person.reveal": (Y, N),
+        "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
+        "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
+    },
+    Role.GRID_WORKER: {
+        "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
+        "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
+        "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (N, N), "membership.delete": (Y, N),
+    },
+    Role.PROPERTY_STAFF: {
+        "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
+        "care_tag.read": (N, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
+        "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
+    },
+    Role.COMMUNITY_ADMIN: {
+        "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
+        "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (Y, N), "audit.read": (Y, N),
+        "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (Y, N), "membership.delete": (Y, N),
+    },
+    Role.DEPARTMENT_OFFICER: {
+        "place.read": (Y, N), "place.update": (N, N), "person.read": (N, N), "person.reveal": (N, N),
+        "care_tag.read": (N, N), "membership.read": (N, N), "user.read": (N, N), "audit.read": (N, N),
+        "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
+    },
+    Role.SERVICE_PROVIDER: {op: (N, N) for op in OPERATIONS},
+    Role.CITY_OPERATOR: {
+        "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (N, N),
+        "care_tag.read": (N, N), "membership.read": (Y, N), "user.read": (Y, N), "audit.read": (Y, N),
+        "person.update": (N, N), "care_tag.create": (N, N), "user.update": (Y, N), "membership.delete": (N, N),
+    },
+    Role.PLATFORM_ADMIN: {op: (Y, Y) for op in OPERATIONS},
+}
+
+DENIED = {403, 404}
+
+
+def _status_allows(status: int, op: str) -> bool:
+    if 200 <= status < 300:
+        return True
+    if status in DENIED:
+        return False
+    raise AssertionError(f"{op}: unexpected status {status}")
+
+
+def _operations(client: TestClient, world: World, headers: dict[str, str]) -> dict[str, Callable[[str], bool]]:
+    def person(hh: str) -> str:
+        # In the caller's own household, target the *other* member: a person's rights over
+        # their own record ("my profile") are a separate rule, tested in test_people.py.
+        return world.family_member if hh == OWN else world.person_of_household[hh]
+
+    def place_read(hh: str) -> bool:
+        return _status_allows(client.get(f"/api/v1/places/{hh}", headers=headers).status_code, "place.read")
+
+    def place_update(hh: str) -> bool:
+        r = client.patch(f"/api/v1/places/{hh}", json={"name_en": "Flat"}, headers=headers)
+        return _status_allows(r.status_code, "place.update")
+
+    def person_read(hh: str) -> bool:
+        return _status_allows(client.get(f"/api/v1/persons/{person(hh)}", headers=headers).status_code, "person.read")
+
+    def person_reveal(hh: str) -> bool:
+        r = client.get(f"/api/v1/persons/{person(hh)}/personal-data", headers=headers)
+        allowed = _status_allows(r.status_code, "person.reveal")
+        if allowed:
+            assert "*" not in r.json()["phone"], "revealed phone must be unmasked"
+        return allowed
+
+    def care_tag_read(hh: str) -> bool:
+        r = client.get(f"/api/v1/persons/{person(hh)}", headers=headers)
+        return r.status_code == 200 and r.json()["care_tags"] is not None
+
+    def membership_read(hh: str) -> bool:
+        r = client.get("/api/v1/persons", params={"household_id": hh}, headers=headers)
+        if r.status_code in DENIED:
+            return False
+        assert r.status_code == 200, r.text
+        return r.json()["total"] > 0
+
+    def user_read(hh: str) -> bool:
+        r = client.get(f"/api/v1/users/{world.household_user[hh]}", headers=headers)
+        return _status_allows(r.status_code, "user.read")
+
+    def audit_read(hh: str) -> bool:
+        r = client.get("/api/v1/audit", params={"object_id": hh}, headers=headers)
+        if r.status_code in DENIED:
+            return False
+        assert r.status_code == 200, r.text
+        return r.json()["total"] > 0
+
+    def person_update(hh: str) -> bool:
+        r = client.patch(f"/api/v1/persons/{person(hh)}", json={"gender": "other"}, headers=headers)
+        return _status_allows(r.status_code, "person.update")
+
+    def care_tag_create(hh: str) -> bool:
+        r = client.post(f"/api/v1/persons/{person(hh)}/care-tags", json={"tag": "veteran"}, headers=headers)
+        return _status_allows(r.status_code, "care_tag.create")
+
+    def user_update(hh: str) -> bool:
+        r = client.patch(f"/api/v1/users/{world.household_user[hh]}", json={"display_name": "x"}, headers=headers)
+        return _status_allows(r.status_code, "user.update")
+
+    def membership_delete(hh: str) -> bool:
+        r = client.delete(f"/api/v1/persons/{person(hh)}/households/{hh}", headers=headers)
+        return _status_allows(r.status_code, "membership.delete")
+
+    return {
+        "place.read": place_read, "place.update": place_update, "person.read": person_read,
+        "person.reveal": person_reveal, "care_tag.read": care_tag_read,
+        "membership.read": membership_read, "user.read": user_read, "audit.read": audit_read,
+        "person.update": person_update, "care_tag.create": care_tag_create,
+        "user.update": user_update, "membership.delete": membership_delete,
+    }
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+def test_authorization_matrix(role: Role, client: TestClient, world: World) -> None:
+    headers = auth(world.token(role))
+    operations = _operations(client, world, headers)
+    assert set(operations) == set(OPERATIONS) == set(EXPECTED[role])
+    mismatches = []
+    for op in OPERATIONS:
+        for scope, household, expected in (("own", OWN, EXPECTED[role][op][0]), ("other", OTHER[role], EXPECTED[role][op][1])):
+            actual = operations[op](household)
+            if actual != expected:
+                mismatches.append(f"{role.value} {op} on {scope} scope: expected {'allow' if expected else 'deny'}")
+    assert not mismatches, "\n".join(mismatches)
+
+
+def test_matrix_covers_every_role_and_operation() -> None:
+    assert set(EXPECTED) == set(Role)
+    for role, table in EXPECTED.items():
+        assert set(table) == set(OPERATIONS), role

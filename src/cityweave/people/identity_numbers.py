@@ -8,7 +8,7 @@ from datetime import date
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 _ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
-_PHONE_SHAPE = re.compile(r"^(1[3-9]\d{9}|0\d{9,11}|\d{5,8})$")
+_PHONE_SHAPE = re.compile(r"^(1[3-9]\d{9}|0\d{9,11}|\d{7,8})$")
 
 
 def id_check_digit(first17: str) -> str:

@@ -6,19 +6,19 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cityweave.schema import InputModel
+
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Position = tuple[Longitude, Latitude]
 
 
-class Point(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Point(InputModel):
     type: Literal["Point"]
     coordinates: Position
 
 
-class Polygon(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Polygon(InputModel):
     type: Literal["Polygon"]
     coordinates: list[Annotated[list[Position], Field(min_length=4, max_length=10_000)]] = Field(
         min_length=1, max_length=100

@@ -9,13 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cityweave.accounts.models import Role
 from cityweave.places.schemas import PlaceId
+from cityweave.schema import InputModel
 
 Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{3,64}$")]
 Locale = Annotated[str, Field(pattern=r"^(zh-CN|en)$")]
 
 
-class GrantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GrantIn(InputModel):
     role: Role
     place_id: PlaceId | None = None
     categories: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=50)
@@ -29,8 +29,7 @@ class GrantOut(BaseModel):
     categories: list[str] | None
 
 
-class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserCreate(InputModel):
     username: Username
     password: Annotated[str, Field(min_length=8, max_length=256)] | None = None
     display_name: Annotated[str, Field(min_length=1, max_length=100)]
@@ -40,15 +39,13 @@ class UserCreate(BaseModel):
     grants: list[GrantIn] = Field(default_factory=list, max_length=20)
 
 
-class UserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserUpdate(InputModel):
     display_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     locale: Locale | None = None
     is_active: bool | None = None
 
 
-class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PasswordChange(InputModel):
     current_password: Annotated[str, Field(max_length=256)]
     new_password: Annotated[str, Field(min_length=8, max_length=256)]
 
@@ -78,8 +75,7 @@ class TokenPair(BaseModel):
     scope: str = ""
 
 
-class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ApiKeyCreate(InputModel):
     name: Annotated[str, Field(min_length=1, max_length=100)]
 
 

@@ -16,7 +16,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cityweave.accounts.models import ApiKey, AuthToken, Role, RoleGrant, TokenKind, User
-from cityweave.accounts.schemas import ApiKeyCreate, GrantIn, TokenPair, UserCreate, UserOut, UserUpdate
+from cityweave.accounts.schemas import (
+    ApiKeyCreate,
+    GrantIn,
+    TokenPair,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 from cityweave.authz.policy import (
     SCOPE_KIND,
     Action,
@@ -32,7 +39,12 @@ from cityweave.db.base import new_id
 from cityweave.errors import AuthenticationFailed, Conflict, FieldError, Invalid, NotFound
 from cityweave.listing import Page, PageRequest, paginate
 from cityweave.places.models import Place
-from cityweave.security.passwords import hash_password, needs_rehash, password_problems, verify_password
+from cityweave.security.passwords import (
+    hash_password,
+    needs_rehash,
+    password_problems,
+    verify_password,
+)
 
 ACCESS_PREFIX, REFRESH_PREFIX, SESSION_PREFIX, API_KEY_PREFIX = "cwa_", "cwr_", "cws_", "cwk_"
 

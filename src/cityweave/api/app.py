@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from cityweave import __version__
 from cityweave.api import problems
-from cityweave.api.middleware import BodyLimit, RequestId
+from cityweave.api.middleware import BodyLimit, RejectNulInUrl, RequestId
 from cityweave.api.routers import audit, auth, health, persons, places, transfer, users
 from cityweave.context import AppContext
 
@@ -38,6 +38,7 @@ def create_app(ctx: AppContext) -> FastAPI:
             return problems.problem_response(None, 404, "not-found", "No such problem type.")
         return JSONResponse({"type": f"/problems/{slug}", "description": description})
 
+    app.add_middleware(RejectNulInUrl)
     app.add_middleware(RequestId)
     app.add_middleware(
         BodyLimit,

@@ -9,10 +9,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cityweave.api.problems import problem_response
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuse bodies over the limit, whether announced by Content-Length or streamed in chunks.
 
@@ -41,28 +37,28 @@ class BodyLimit:
                     await self._reject(scope, receive, send, limit)
                     return
         received = 0
-        response_started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Streamed bodies have no Content-Length: count as they arrive. Past the limit,
+            # answer 413 ourselves and tell the app the client left, so it stops reading.
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge
+                    rejected = True
+                    await self._reject(scope, receive, send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:  # after a 413 the app's own answer is dropped
+                await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
-                await self._reject(scope, receive, send, limit)
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(None, 413, "payload-too-large", f"The body may be at most {limit} bytes.")
@@ -89,3 +85,19 @@ class RequestId:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class RejectNulInUrl:
+    """A NUL in the path or query string is refused before any handler sees it (see schema.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
+        ):
+            response = problem_response(None, 422, "validation-error", "The URL may not contain the NUL character.")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

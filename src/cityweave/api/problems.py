@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cityweave.authz.policy import Unauthorized
@@ -141,6 +142,12 @@ def install(app: FastAPI) -> None:
             409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type",
         }.get(exc.status_code, "http-error")
         return problem_response(request, exc.status_code, slug, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the validators let through (a backstop, not a path).
+        log.warning("database refused a value on %s: %s", request.url.path, exc.orig)
+        return problem_response(request, 422, "validation-error", "A value cannot be stored as given.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

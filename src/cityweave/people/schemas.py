@@ -9,20 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cityweave.people.models import CareTagKind, MembershipRole
 from cityweave.places.schemas import PlaceId
+from cityweave.schema import InputModel
 
 PersonName = Annotated[str, Field(min_length=1, max_length=100)]
 Gender = Literal["male", "female", "other"]
 
 
-class MembershipIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MembershipIn(InputModel):
     household_id: PlaceId
     role: MembershipRole = MembershipRole.FAMILY
     since: date | None = None
 
 
-class PersonCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PersonCreate(InputModel):
 
     name: PersonName
     phone: Annotated[str, Field(max_length=32)] | None = None
@@ -33,8 +32,7 @@ class PersonCreate(BaseModel):
     care_tags: list[CareTagKind] = Field(default_factory=list, max_length=len(CareTagKind))
 
 
-class PersonUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PersonUpdate(InputModel):
 
     name: PersonName | None = None
     phone: Annotated[str, Field(max_length=32)] | None = None
@@ -74,7 +72,6 @@ class PersonalData(BaseModel):
     id_number: str | None
 
 
-class CareTagIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CareTagIn(InputModel):
     tag: CareTagKind
     note: Annotated[str, Field(max_length=500)] | None = None

@@ -7,7 +7,15 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from cityweave.authz.policy import SELF_ACTIONS, Action, Principal, Resource, allows, check, scope_clause
+from cityweave.authz.policy import (
+    SELF_ACTIONS,
+    Action,
+    Principal,
+    Resource,
+    allows,
+    check,
+    scope_clause,
+)
 from cityweave.context import Call
 from cityweave.db.base import new_id
 from cityweave.errors import Conflict, FieldError, Invalid, NotFound

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cityweave.geo import Geometry
 from cityweave.places.models import FacilityType, PlaceKind
+from cityweave.schema import InputModel
 
 PlaceId = Annotated[
     str,
@@ -22,8 +23,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Attributes = Annotated[dict[str, Any], Field(max_length=50)]
 
 
-class PlaceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PlaceCreate(InputModel):
 
     id: PlaceId
     kind: PlaceKind
@@ -36,8 +36,7 @@ class PlaceCreate(BaseModel):
     attributes: Attributes = Field(default_factory=dict)
 
 
-class PlaceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PlaceUpdate(InputModel):
 
     name: Name | None = None
     name_en: Name | None = None

@@ -5,11 +5,12 @@ Revises:
 Create Date: 2026-11-21 23:39:37.934752
 """
 
-from alembic import op
 import sqlalchemy as sa
-import cityweave.db.base
+from alembic import op
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
+
+import cityweave.db.base
 
 revision = '0001'
 down_revision = None

@@ -385,7 +385,8 @@ def validate(capability: Capability | str, value: Any, unit: str | None = None) 
             return Validation.refuse(Reason.WRONG_TYPE, f"{cap.name}: expected a number, got {value!r:.40}")
         if unit is not None and cap.unit is not None and normalize_unit(unit) != cap.unit:
             try:
-                number = convert(number, unit, cap.unit)
+                # Rounded: 3050 mV must become 3.05 V, not 3.0500000000000003.
+                number = round(convert(number, unit, cap.unit), 9)
             except UnitError as exc:
                 return Validation.refuse(Reason.UNIT_MISMATCH, f"{cap.name}: {exc}")
         if problem := _in_range(cap.name, number, cap.minimum, cap.maximum):

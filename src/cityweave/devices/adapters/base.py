@@ -39,6 +39,9 @@ from cityweave.devices.units import normalize_unit
 log = logging.getLogger("cityweave.devices")
 
 DEFAULT_MAX_PAYLOAD = 64 * 1024
+# Device lists (Zigbee2MQTT's bridge/devices) grow with the network: 45 devices already take
+# 160 KB, a few hundred take megabytes. They arrive on a handful of known topics only.
+DEFAULT_MAX_DISCOVERY_PAYLOAD = 8 * 1024 * 1024
 _RAW_KEPT_WHEN_OVERSIZE = 1024
 _MAX_CLOCK_SKEW = timedelta(days=1)
 
@@ -46,6 +49,7 @@ _MAX_CLOCK_SKEW = timedelta(days=1)
 @dataclass(frozen=True, slots=True)
 class AdapterSettings:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    max_discovery_payload_bytes: int = DEFAULT_MAX_DISCOVERY_PAYLOAD
     # Our own name on the bus: the ``src`` of Shelly RPC requests, whose replies come back on
     # ``<client_id>/rpc``.
     client_id: str = "cityweave"
@@ -248,8 +252,11 @@ class VendorAdapter(ABC):
     def decode(self, topic: str, payload: bytes, received_at: datetime) -> DecodeResult:
         """Everything this message says. Never raises."""
         message = Message(self, topic, payload, received_at)
-        if len(payload) > self.settings.max_payload_bytes:
-            message.reject(Reason.OVERSIZE, f"{len(payload)} bytes > limit {self.settings.max_payload_bytes}")
+        limit = self.settings.max_payload_bytes
+        if len(payload) > limit and any(topic_matches(p, topic) for p in self.discovery_topics()):
+            limit = self.settings.max_discovery_payload_bytes
+        if len(payload) > limit:
+            message.reject(Reason.OVERSIZE, f"{len(payload)} bytes > limit {limit}")
             message.result.raw = payload[:_RAW_KEPT_WHEN_OVERSIZE]
         else:
             try:

@@ -162,3 +162,19 @@ def test_token_endpoint_bad_forms(client: TestClient) -> None:
     assert client.post("/api/v1/auth/token", data={"grant_type": "password"}).status_code == 422
     assert client.post("/api/v1/auth/token", data={"grant_type": "refresh_token"}).status_code == 422
     assert client.post("/api/v1/auth/token", content=b"\xff\xfe", headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code in (400, 422)
+
+
+def test_a_failed_commit_is_an_error_not_a_success(client: TestClient, world: World, ctx: AppContext,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the database refuses the commit (disk full, lost connection), the client must not get 2xx."""
+    from sqlalchemy.orm import Session
+
+    def failing_commit(self: Session) -> None:
+        raise OSError("disk full")
+
+    before = _count_places(ctx)
+    monkeypatch.setattr(Session, "commit", failing_commit)
+    r = client.post("/api/v1/places", json=GOOD_PLACE, headers=_admin(world))
+    monkeypatch.undo()
+    assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
+    assert _count_places(ctx) == before

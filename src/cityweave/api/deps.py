@@ -32,6 +32,11 @@ def get_session(ctx: Annotated[AppContext, Depends(get_ctx)]) -> Iterator[Sessio
         yield session
 
 
+# scope="function": the commit runs when the endpoint returns and *before* the response is
+# sent, so a failed commit becomes an error answer instead of a 2xx for data that was lost.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -39,7 +44,7 @@ def client_ip(request: Request) -> str | None:
 def get_principal(
     request: Request,
     ctx: Annotated[AppContext, Depends(get_ctx)],
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
@@ -53,7 +58,7 @@ def get_principal(
 
 def get_call(
     ctx: Annotated[AppContext, Depends(get_ctx)],
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     principal: Annotated[Principal, Depends(get_principal)],
 ) -> Call:
     return Call(ctx=ctx, session=session, principal=principal)
@@ -74,7 +79,6 @@ def page_request(
 CallDep = Annotated[Call, Depends(get_call)]
 PageDep = Annotated[PageRequest, Depends(page_request)]
 CtxDep = Annotated[AppContext, Depends(get_ctx)]
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 class PageOut(BaseModel, Generic[T]):

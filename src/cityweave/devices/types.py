@@ -161,6 +161,10 @@ _PRECEDENCE: tuple[str, ...] = (
 )
 
 
+# A plug is a relay in a case: only its description tells.
+_HINT_ONLY = frozenset({"plug"})
+_LIGHT_ONLY = frozenset({"brightness", "color_temperature", "color"})
+
 # Facility types share capabilities with household ones, so their hints are tried first.
 _HINT_ORDER: tuple[str, ...] = ("street_light", "gate", *_PRECEDENCE)
 
@@ -196,6 +200,9 @@ def infer(capabilities: Iterable[str], description: str = "") -> str | None:
     # Types only a description can reveal (street light vs. light, gate vs. curtain) are never
     # chosen from capabilities alone.
     for name in _PRECEDENCE:
-        if DEVICE_TYPES[name].satisfied_by(present):
-            return name
+        if name in _HINT_ONLY or not DEVICE_TYPES[name].satisfied_by(present):
+            continue
+        if name == "light" and not present & _LIGHT_ONLY:
+            continue  # a bare relay is a switch until something says it drives a lamp
+        return name
     return None

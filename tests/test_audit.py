@@ -36,9 +36,8 @@ def test_intact_chain_verifies(ctx: AppContext) -> None:
 def test_database_refuses_updates_and_deletes(ctx: AppContext) -> None:
     for statement in ("UPDATE audit_records SET actor_label = 'x' WHERE seq = 1",
                       "DELETE FROM audit_records WHERE seq = 1"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            with ctx.db.engine.begin() as conn:
-                conn.execute(text(statement))
+        with pytest.raises(DBAPIError, match="append-only"), ctx.db.engine.begin() as conn:
+            conn.execute(text(statement))
     assert _verify(ctx).ok
 
 

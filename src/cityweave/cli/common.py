@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cityweave.config import Settings, load_settings
-from cityweave.context import AppContext
+from cityweave.context import AppContext, Call
 from cityweave.logs import configure_logging
 
 DataDirOption = Annotated[
@@ -33,3 +35,17 @@ def context_from(settings: Settings) -> AppContext:
     except MasterKeyError as exc:
         typer.secho(f"cannot start: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
+
+
+@contextmanager
+def as_system(data_dir: Path | None, label: str = "cli") -> Iterator[Call]:
+    """A call acting as the platform (unrestricted, still audited) in one transaction:
+    committed when the block ends normally, rolled back on any exception, ``typer.Exit`` too."""
+    from cityweave.authz.policy import Principal
+
+    ctx = context_from(settings_from(data_dir))
+    try:
+        with ctx.db.session() as session:
+            yield Call(ctx, session, Principal.system(label))
+    finally:
+        ctx.db.dispose()

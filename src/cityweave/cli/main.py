@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cityweave import __version__
+from cityweave.cli import transfer_cmds
 from cityweave.cli.common import DataDirOption, HostOption, PortOption, context_from, settings_from
 
 app = typer.Typer(
@@ -177,6 +178,10 @@ def audit_verify(data_dir: DataDirOption = None) -> None:
     for problem in report.problems[:50]:
         console.print(f"  - {problem}")
     raise typer.Exit(1)
+
+
+# -- spreadsheets: `import` and `export` (cli/transfer_cmds.py) ---------------------------------------
+transfer_cmds.register(app)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from cityweave.people.identity_numbers import (
     id_number_problem,
     phone_problem,
 )
-from cityweave.people.models import CareTag, CareTagKind, HouseholdMember, MembershipRole, Person
+from cityweave.people.models import CareTag, CareTagKind, HouseholdMember, Person
 from cityweave.people.schemas import (
     CareTagIn,
     MembershipIn,

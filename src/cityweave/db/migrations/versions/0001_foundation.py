@@ -1,7 +1,7 @@
 """Foundation: places, people, accounts, audit trail (with append-only triggers)
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-21 23:39:37.934752
 """
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cityweave import __version__
+from cityweave.cli import demo_cmd
 from cityweave.cli import transfer_cmds
 from cityweave.cli.common import DataDirOption, HostOption, PortOption, context_from, settings_from
 
@@ -51,6 +52,9 @@ def serve(host: HostOption = None, port: PortOption = None, data_dir: DataDirOpt
     """Serve the API (and later the pages) on an existing database; migrates first."""
     settings = settings_from(data_dir, host=host, port=port)
     _serve(settings)
+
+
+demo_cmd.register(app)
 
 
 @app.command()

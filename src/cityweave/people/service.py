@@ -179,9 +179,11 @@ def new_person(
     *,
     now,  # noqa: ANN001 - a datetime; kept positional-free for the bulk loaders
     person_id: str | None = None,
+    flush: bool = True,
 ) -> Person:
     """Build and add a person without scope checks: for callers that checked already
-    (the service above, the importer, the demo loader)."""
+    (the service above, the importer, the demo loader). Bulk loaders pass ``flush=False``
+    and flush once per batch, so SQLAlchemy sends multi-row INSERTs."""
     phone, id_number = _validated_identifiers(data.phone, data.id_number)
     gender, birth_date = data.gender, data.birth_date
     if id_number:
@@ -211,7 +213,8 @@ def new_person(
     for tag in dict.fromkeys(data.care_tags):
         person.care_tags.append(CareTag(tag=tag, created_at=now))
     session.add(person)
-    session.flush()
+    if flush:
+        session.flush()
     return person
 
 

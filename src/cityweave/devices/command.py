@@ -60,7 +60,9 @@ class ExpectedEcho:
     value: Value
     endpoint: str | None = None
     timeout_s: float = 10.0
-    tolerance: float = 0.5  # for numeric values: devices round (brightness 50 % -> 127/254)
+    # For numbers: devices round (brightness 50 % -> 127/254) and colour temperature travels in
+    # whole mireds (2700 K -> 370 mired -> 2703 K).
+    tolerance: float | None = None
 
     def matches(self, reading: object) -> bool:
         capability = getattr(reading, "capability", None)
@@ -71,7 +73,10 @@ class ExpectedEcho:
         if isinstance(self.value, bool) or isinstance(value, bool):
             return value is self.value
         if isinstance(self.value, int | float) and isinstance(value, int | float):
-            return math.isclose(float(value), float(self.value), abs_tol=self.tolerance)
+            tolerance = self.tolerance
+            if tolerance is None:
+                tolerance = 50.0 if self.capability == "color_temperature" else 0.5
+            return math.isclose(float(value), float(self.value), abs_tol=tolerance)
         return bool(value == self.value)
 
 

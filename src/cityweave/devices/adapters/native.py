@@ -10,9 +10,12 @@ not a field to keep.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
+from importlib import resources
 from typing import Any, ClassVar
 
 from cityweave.devices import capabilities
@@ -39,6 +42,13 @@ _ENVELOPE = {"v", "kind", "device", "ts", "seq"}
 _READING_KEYS = {"capability", "value", "unit", "endpoint", "ts"}
 _ANNOUNCE_KEYS = {"name", "manufacturer", "model", "description", "device_type", "capabilities",
                   "firmware"}
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The published JSON Schema of the native format (``schemas/native-v1.schema.json``)."""
+    text = resources.files("cityweave.devices").joinpath("schemas/native-v1.schema.json").read_text("utf-8")
+    return json.loads(text)
 
 
 def parse_time(value: Any) -> datetime | None:

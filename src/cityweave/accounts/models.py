@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from cityweave.db.base import Base
+from cityweave.db.base import Base, StrEnumColumn
 
 
 class Role(enum.StrEnum):
@@ -54,7 +54,7 @@ class RoleGrant(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=32))
+    role: Mapped[Role] = mapped_column(StrEnumColumn(Role, 32))
     place_id: Mapped[str | None] = mapped_column(ForeignKey("places.id", ondelete="CASCADE"))
     # Copy of the place's path at grant time; places never move, so it stays true.
     place_path: Mapped[str | None] = mapped_column(String(600))
@@ -81,7 +81,7 @@ class AuthToken(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[TokenKind] = mapped_column(Enum(TokenKind, native_enum=False, length=16))
+    kind: Mapped[TokenKind] = mapped_column(StrEnumColumn(TokenKind, 16))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     # All tokens minted from one sign-in share a family: reuse of a rotated refresh token
     # revokes the whole family (RFC 6819 §5.2.2.3, refresh token rotation).

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import Enum, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from cityweave.db.base import Base
+from cityweave.db.base import Base, StrEnumColumn
 
 
 class MembershipRole(enum.StrEnum):
@@ -58,7 +58,7 @@ class HouseholdMember(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     household_id: Mapped[str] = mapped_column(ForeignKey("places.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
-    role: Mapped[MembershipRole] = mapped_column(Enum(MembershipRole, native_enum=False, length=16))
+    role: Mapped[MembershipRole] = mapped_column(StrEnumColumn(MembershipRole, 16))
     # Copy of the household's path: scope checks on persons stay one indexed prefix match.
     household_path: Mapped[str] = mapped_column(String(600), index=True)
     since: Mapped[date | None]
@@ -73,7 +73,7 @@ class CareTag(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
-    tag: Mapped[CareTagKind] = mapped_column(Enum(CareTagKind, native_enum=False, length=32))
+    tag: Mapped[CareTagKind] = mapped_column(StrEnumColumn(CareTagKind, 32))
     note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
 

@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cityweave.db.base import Base
+from cityweave.db.base import Base, StrEnumColumn
 
 
 class PlaceKind(enum.StrEnum):
@@ -61,7 +61,7 @@ class Place(Base):
     __tablename__ = "places"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[PlaceKind] = mapped_column(Enum(PlaceKind, native_enum=False, length=16))
+    kind: Mapped[PlaceKind] = mapped_column(StrEnumColumn(PlaceKind, 16))
     parent_id: Mapped[str | None] = mapped_column(
         ForeignKey("places.id", ondelete="RESTRICT"), index=True
     )
@@ -70,7 +70,7 @@ class Place(Base):
     name_en: Mapped[str | None] = mapped_column(String(200))
     code: Mapped[str | None] = mapped_column(String(64), doc="official code, e.g. the 12-digit admin code")
     facility_type: Mapped[FacilityType | None] = mapped_column(
-        Enum(FacilityType, native_enum=False, length=32)
+        StrEnumColumn(FacilityType, 32)
     )
     # GeoJSON geometry: Point for buildings and facilities, Polygon for communities and grids.
     geometry: Mapped[dict[str, Any] | None]

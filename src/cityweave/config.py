@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default is SQLite in the data folder."
     )
-    host: str = "127.0.0.1"
+    # Comma-separated; both loopbacks by default. "::" is every interface, IPv6 and IPv4.
+    host: str = "127.0.0.1,::1"
     port: int = 8000
 
     # Personal-data protection. The key never lives in the database.

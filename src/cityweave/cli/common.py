@@ -17,7 +17,7 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", help="folder for the SQLite database and the dev key [env CITYWEAVE_DATA_DIR]"),
 ]
-HostOption = Annotated[str | None, typer.Option("--host", help="address to listen on; '::' for IPv6 and IPv4")]
+HostOption = Annotated[str | None, typer.Option("--host", help="addresses to listen on, comma-separated (default 127.0.0.1,::1); '::' = all, IPv6 and IPv4")]
 PortOption = Annotated[int | None, typer.Option("--port", help="TCP port")]
 
 

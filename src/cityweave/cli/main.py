@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cityweave import __version__
-from cityweave.cli import demo_cmd
-from cityweave.cli import transfer_cmds
+from cityweave.cli import demo_cmd, transfer_cmds
 from cityweave.cli.common import DataDirOption, HostOption, PortOption, context_from, settings_from
+from cityweave.config import Settings
+from cityweave.context import AppContext
 
 app = typer.Typer(
     name="cityweave",
@@ -65,23 +68,30 @@ def keygen() -> None:
     print(generate_master_key())
 
 
-def _serve(settings, *, before_start=None) -> None:  # noqa: ANN001
+def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | None = None) -> None:
+    """Migrate, run ``before_start`` (the demo loads its data there), then serve until stopped."""
     import uvicorn
 
     from cityweave.api.app import create_app
     from cityweave.db import migrate as migrations
+    from cityweave.net import bind_tcp, display_url
 
     ctx = context_from(settings)
     migrations.upgrade(ctx.db.engine)
     if before_start is not None:
         before_start(ctx)
-    console.print(f"CityWeave {__version__} on [bold]http://{_url_host(settings.host)}:{settings.port}[/bold]")
-    uvicorn.run(create_app(ctx), host=settings.host, port=settings.port, log_config=None,
-                proxy_headers=False, server_header=False)
+    # We bind the sockets ourselves: uvicorn takes one host, and whether "::" also accepts
+    # IPv4 would depend on the machine's bindv6only setting (see cityweave.net).
+    sockets = bind_tcp(settings.host, settings.port)
+    console.print(f"CityWeave {__version__} on [bold]{display_url(settings.host, settings.port)}[/bold]"
+                  f" (listening on {escape(', '.join(_sock_name(s) for s in sockets))})")
+    config = uvicorn.Config(create_app(ctx), log_config=None, proxy_headers=False, server_header=False)
+    uvicorn.Server(config).run(sockets=sockets)
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+def _sock_name(sock) -> str:  # noqa: ANN001
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- users ------------------------------------------------------------------------------------------

@@ -34,3 +34,5 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic narrates every plugin and step at INFO; a start-up should print what matters.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

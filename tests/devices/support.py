@@ -63,8 +63,12 @@ def path_of(param: Path | None) -> Path:
     return param
 
 
+def fixture_path(relative: str) -> Path:
+    return require_fixtures() / relative
+
+
 def load_json(relative: str) -> Any:
-    return json.loads((require_fixtures() / relative).read_text("utf-8"))
+    return json.loads(fixture_path(relative).read_text("utf-8"))
 
 
 def adapter(name: str, bindings: Iterable[DeviceBinding] = (), **kwargs: Any) -> tuple[VendorAdapter, InMemoryDirectory]:

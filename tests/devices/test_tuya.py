@@ -11,7 +11,17 @@ import yaml
 from cityweave.devices.binding import DeviceBinding
 from cityweave.devices.command import Command, CommandRejected
 from cityweave.devices.reading import Quality
-from tests.devices.support import NOW, adapter, assert_clean, decode, fixture_files, path_of, reasons, values
+from tests.devices.support import (
+    NOW,
+    adapter,
+    assert_clean,
+    decode,
+    fixture_files,
+    fixture_path,
+    path_of,
+    reasons,
+    values,
+)
 
 # Per cloud dump: readings that must come out of its "status".
 EXPECTED = {
@@ -90,7 +100,7 @@ def test_cloud_dump_discovers_and_its_status_decodes(path):
 
 def test_scaling_and_ranges():
     tuya, directory = adapter("tuya")
-    document = json.loads((path_of(fixture_files("tuya/ha_core_fixtures/wk_6kijc7nd.json")[0].values[0])).read_text())
+    document = json.loads(fixture_path("tuya/ha_core_fixtures/wk_6kijc7nd.json").read_text())
     directory.add(tuya.discover(document, address="t1").bind("thermostat"))
     topic = "tylink/t1/thing/property/report"
     assert values(decode(tuya, topic, {"data": {"temp_set": 215}})) == {"target_temperature": 21.5}  # 215 / 10**1
@@ -155,7 +165,7 @@ def test_local_definition_discovers_and_decodes(path):
 def test_local_definitions_mean_what_they_say():
     tuya, directory = adapter("tuya")
     for name in ("tuya_smart_zigbee_door_sensor", "smoke_detector", "matsee_2wayv2_energymeter", "linkoze_dual_button"):
-        path = path_of(fixture_files(f"tuya/tuya_local_devices/{name}.yaml")[0].values[0])
+        path = fixture_path(f"tuya/tuya_local_devices/{name}.yaml")
         directory.add(tuya.discover(yaml.safe_load(path.read_text()), address=name).bind(name))
     door = values(decode(tuya, "tuya/tuya_smart_zigbee_door_sensor/dps/state", {"101": True, "103": 87}))
     assert door == {"contact": False, "battery": 87.0}  # HA door class: true = open
@@ -171,7 +181,7 @@ def test_local_definitions_mean_what_they_say():
 
 def test_encode_tuyalink_round_trip():
     tuya, directory = adapter("tuya")
-    path = path_of(fixture_files("tuya/ha_core_fixtures/cz_2jxesipczks0kdct.json")[0].values[0])
+    path = fixture_path("tuya/ha_core_fixtures/cz_2jxesipczks0kdct.json")
     device = tuya.discover(json.loads(path.read_text()), address="plug9")
     directory.add(device.bind("plug"))
     binding = directory.find("tuya", "plug9")
@@ -188,13 +198,13 @@ def test_encode_tuyalink_round_trip():
 
 def test_encode_scaled_and_local_round_trip():
     tuya, directory = adapter("tuya")
-    path = path_of(fixture_files("tuya/ha_core_fixtures/wk_6kijc7nd.json")[0].values[0])
+    path = fixture_path("tuya/ha_core_fixtures/wk_6kijc7nd.json")
     directory.add(tuya.discover(json.loads(path.read_text()), address="t1").bind("thermostat"))
     encoded = tuya.encode(Command.create("thermostat", "target_temperature", 22.5), directory.find("tuya", "t1"))
     assert json.loads(encoded.payload)["data"] == {"temp_set": 225}
     with pytest.raises(CommandRejected):
         tuya.encode(Command.create("thermostat", "target_temperature", 99), directory.find("tuya", "t1"))
-    valve = path_of(fixture_files("tuya/tuya_local_devices/hoenyzy_valve_timer.yaml")[0].values[0])
+    valve = fixture_path("tuya/tuya_local_devices/hoenyzy_valve_timer.yaml")
     directory.add(tuya.discover(yaml.safe_load(valve.read_text()), address="garden").bind("valve"))
     encoded = tuya.encode(Command.create("valve", "valve_open", True), directory.find("tuya", "garden"))
     assert (encoded.topic, encoded.payload) == ("tuya/garden/dps/1/command", b"true")

@@ -361,7 +361,7 @@ class HomeAssistantAdapter(VendorAdapter):
 
     def _entity_message(self, message: Message, binding: DeviceBinding, key: str, component: str,
                         config: Mapping[str, Any], role: str, text: str) -> None:
-        if role == "availability":
+        if role in ("availability", "availability_topic"):
             self._availability(message, binding, config, text)
         elif role.endswith("command_topic"):
             self._observed(message, key, component, config, role, text)

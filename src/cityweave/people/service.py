@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -76,11 +78,9 @@ def list_persons(
     id_number: str | None = None,
     care_tag: CareTagKind | None = None,
 ) -> Page[Person]:
-    stmt = (
-        select(Person)
-        .options(selectinload(Person.memberships), selectinload(Person.care_tags))
-        .where(scope_clause(call.principal, Resource.PERSON, Action.READ))
-    )
+    # No eager loading here: to_out_many fetches memberships and tags for the whole page in two
+    # plain queries, several times faster than populating ORM collections for 1,000 persons.
+    stmt = select(Person).where(scope_clause(call.principal, Resource.PERSON, Action.READ))
     if household_id:
         stmt = stmt.where(
             Person.memberships.any(HouseholdMember.household_id == household_id)
@@ -107,13 +107,52 @@ def list_persons(
     return paginate(call.session, stmt, page, SORTABLE, "id")
 
 
+@dataclass(frozen=True)
+class Visibility:
+    """What a caller may see of one person, beyond the masked basics. The one rule used by the
+    API views, the reveal endpoint and the spreadsheet export."""
+
+    contact: bool  # full name and phone
+    id_number: bool
+    care_tags: bool
+
+    @classmethod
+    def of(cls, principal: Principal, person_id: str, household_paths: list[str]) -> Visibility:
+        own = person_id == principal.person_id
+        contact = own or allows(principal, Resource.PERSON, Action.REVEAL_CONTACT, household_paths)
+        return cls(
+            contact=contact,
+            id_number=contact and (own or allows(principal, Resource.PERSON, Action.REVEAL_ID, household_paths)),
+            care_tags=own or allows(principal, Resource.CARE_TAG, Action.READ, household_paths),
+        )
+
+
 def to_out(call: Call, person: Person) -> PersonOut:
-    """The masked view; care tags only for callers whose role may read them for this person."""
+    """The masked view of one person (see :func:`to_out_many`)."""
+    return _out(call, person, list(person.memberships), [t.tag for t in person.care_tags])
+
+
+def to_out_many(call: Call, persons: Sequence[Person]) -> list[PersonOut]:
+    """Masked views of a page of persons, with memberships and tags fetched in two queries."""
+    ids = [p.id for p in persons]
+    memberships: dict[str, list[HouseholdMember]] = defaultdict(list)
+    tags: dict[str, list[CareTagKind]] = defaultdict(list)
+    if ids:
+        for member in call.session.execute(
+            select(HouseholdMember).where(HouseholdMember.person_id.in_(ids)).order_by(HouseholdMember.id)
+        ).scalars():
+            memberships[member.person_id].append(member)
+        for person_id, tag in call.session.execute(
+            select(CareTag.person_id, CareTag.tag).where(CareTag.person_id.in_(ids))
+        ):
+            tags[person_id].append(tag)
+    return [_out(call, p, memberships[p.id], tags[p.id]) for p in persons]
+
+
+def _out(call: Call, person: Person, memberships: list[HouseholdMember], tags: list[CareTagKind]) -> PersonOut:
+    """Masked basics; care tags only for callers whose role may read them for this person."""
     cipher = call.cipher
-    paths = household_paths(person)
-    shows_tags = person.id == call.principal.person_id or allows(
-        call.principal, Resource.CARE_TAG, Action.READ, paths
-    )
+    seen = Visibility.of(call.principal, person.id, [m.household_path for m in memberships])
     return PersonOut(
         id=person.id,
         name=mask_name(cipher.decrypt(person.name_enc, NAME)) or "",
@@ -121,11 +160,8 @@ def to_out(call: Call, person: Person) -> PersonOut:
         id_number=mask_id_number(cipher.decrypt_optional(person.id_number_enc, ID_NUMBER)),
         gender=person.gender,
         birth_year=person.birth_date.year if person.birth_date else None,
-        households=[
-            MembershipOut(household_id=m.household_id, role=m.role, since=m.since)
-            for m in person.memberships
-        ],
-        care_tags=sorted(t.tag for t in person.care_tags) if shows_tags else None,
+        households=[MembershipOut(household_id=m.household_id, role=m.role, since=m.since) for m in memberships],
+        care_tags=sorted(tags) if seen.care_tags else None,
         created_at=person.created_at,
     )
 
@@ -133,9 +169,8 @@ def to_out(call: Call, person: Person) -> PersonOut:
 def reveal(call: Call, person_id: str) -> PersonalData:
     """Unmasked personal data. Contact needs REVEAL_CONTACT; the ID number needs REVEAL_ID."""
     person = get_person(call, person_id, Action.REVEAL_CONTACT)
-    own = person.id == call.principal.person_id
     paths = household_paths(person)
-    show_id = own or allows(call.principal, Resource.PERSON, Action.REVEAL_ID, paths)
+    show_id = Visibility.of(call.principal, person.id, paths).id_number
     call.audit(
         "person.reveal",
         "person",

@@ -41,7 +41,7 @@ def list_persons(
         call, page, household_id=household_id, within=within, phone=phone, id_number=id_number, care_tag=care_tag
     )
     return PageOut[PersonOut](
-        items=[service.to_out(call, p) for p in result.items],
+        items=service.to_out_many(call, result.items),
         total=result.total, limit=result.limit, offset=result.offset,
     )
 

@@ -22,7 +22,7 @@ from cityweave.authz.policy import Action, Principal, Resource, Unauthorized, al
 from cityweave.context import Call
 from cityweave.i18n import DEFAULT_LOCALE
 from cityweave.people import service as people
-from cityweave.people.models import HouseholdMember, Person
+from cityweave.people.models import CareTagKind, HouseholdMember, Person
 from cityweave.places import service as places
 from cityweave.places.models import Place
 from cityweave.security.masking import mask_id_number, mask_name, mask_phone
@@ -48,6 +48,7 @@ from cityweave.transfer.templates import (
 )
 
 _BATCH = 1000  # persons per query: bounded memory however large the district
+_TAG_ORDER = list(CareTagKind)  # the order the template lists them in
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def _resident_rows(call: Call, anchor: Place | None, locale: str) -> tuple[list[
     keyed: list[tuple[tuple[str, str], list[Value]]] = []
     paths: list[str] = []
     for person in _persons(call, anchor):
-        memberships = [m for m in person.memberships
+        memberships = [m for m in sorted(person.memberships, key=lambda m: m.id)  # as imported
                        if person.id == principal.person_id
                        or allows(principal, Resource.MEMBERSHIP, Action.READ, [m.household_path])]
         seen = _Visibility.of(principal, person)
@@ -222,6 +223,7 @@ def _resident_values(
     phone = cipher.decrypt_optional(person.phone_enc, people.PHONE)
     id_number = cipher.decrypt_optional(person.id_number_enc, people.ID_NUMBER)
     birth = person.birth_date
+    tags = {t.tag for t in person.care_tags}
     return {
         "name": name if seen.contact else mask_name(name),
         "phone": phone if seen.contact else mask_phone(phone),
@@ -232,8 +234,8 @@ def _resident_values(
         "household_id": ",".join(m.household_id for m in memberships) or None,
         "role": _one_or_each([ROLE.label(m.role, locale) for m in memberships]),
         "since": _one_or_each([_iso(m.since) for m in memberships]),
-        "care_tags": ",".join(CARE_TAG.label(t.tag, locale) for t in sorted(person.care_tags, key=lambda t: t.tag))
-        if seen.care_tags and person.care_tags else None,
+        "care_tags": ",".join(CARE_TAG.label(tag, locale) for tag in _TAG_ORDER if tag in tags)
+        if seen.care_tags and tags else None,
     }
 
 

@@ -38,6 +38,7 @@ from cityweave.people.schemas import MembershipIn, PersonCreate
 from cityweave.places import service as places
 from cityweave.places.models import ALLOWED_PARENTS, Place, PlaceKind
 from cityweave.places.schemas import PlaceCreate
+from cityweave.schema import contains_nul
 from cityweave.security.masking import mask_id_number, normalise_phone
 from cityweave.transfer.tables import (
     Cell,
@@ -136,8 +137,9 @@ class _Issues:
         self.items: list[_Issue] = []
         self.rows: set[int] = set()
 
-    def add(self, row: int | None, field: str | None, code: str, *, column: str | None = None,
+    def add(self, row: int | None, field: str | None, code: str, /, *, column: str | None = None,
             **params: object) -> None:
+        """Positional-only, so that messages may have parameters called row, field or code."""
         self.items.append(_Issue(row, field, code, params, column))
         if row is not None:
             self.rows.add(row)
@@ -153,6 +155,8 @@ def _render(issue: _Issue, headers: dict[str, str], sheet: Sheet, locale: str) -
     column = issue.column
     if column is None and issue.field is not None:
         column = headers.get(issue.field) or sheet.column(issue.field).header
+    if column is not None:
+        params.setdefault("column", column)  # what {column} in a message means
     return RowError(issue.row, column, issue.field, issue.code, _translate(issue.code, locale, params))
 
 
@@ -183,7 +187,7 @@ class _Row:
         self.issues = issues
         self.today = today
 
-    def error(self, key: str, code: str, **params: object) -> None:
+    def error(self, key: str, code: str, /, **params: object) -> None:
         self.issues.add(self.number, key, code, **params)
 
     @property
@@ -329,7 +333,7 @@ class _Row:
             value = json.loads(text)
         except ValueError:
             value = None
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or contains_nul(value):
             self.error(key, "import.bad_json")
             return None
         return value
@@ -416,6 +420,7 @@ def _as_text(value: Cell) -> str:
 
 def _plain(number: float) -> str:
     """``18`` rather than ``18.0``: what the person typed."""
+    number = float(number)  # ints too (int.is_integer needs Python 3.12)
     if number.is_integer() and abs(number) < 1e15:
         return str(int(number))
     return repr(number)

@@ -90,7 +90,7 @@ def detect_format(data: bytes, filename: str | None) -> FileFormat:
         return FileFormat.XLSX
     if name.endswith(".csv"):
         return FileFormat.CSV
-    return FileFormat.XLSX if data.startswith(_ZIP_MAGIC) else FileFormat.CSV
+    return FileFormat.XLSX if data.startswith((_ZIP_MAGIC, _OLE_MAGIC)) else FileFormat.CSV
 
 
 def read_table(data: bytes, fmt: FileFormat, *, max_rows: int) -> Table:
@@ -153,6 +153,9 @@ def _csv_rows(data: bytes) -> Iterator[tuple[int, list[Cell]]]:
         raise TableError("import.bad_file", format="CSV", message_key="import.file_not_utf8") from None
     if not text.strip():
         raise TableError("import.bad_file", format="CSV", message_key="import.file_empty")
+    if "\x00" in text:  # not text at all (a binary file, or UTF-16 without its byte-order mark)
+        raise TableError("import.bad_file", format="CSV", message_key="import.file_malformed",
+                         row=text.count("\n", 0, text.index("\x00")) + 1)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=False)
     number = 0
     try:

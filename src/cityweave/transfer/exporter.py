@@ -1,10 +1,10 @@
 """Export places or residents in the template layout, so that an export imports again.
 
-What a caller may export is what they may read: their scope, nothing more. Personal data
-is masked (张**, 138****1234) unless the caller may reveal it for that person, exactly as the
-reveal endpoint decides; every unmasked person is audited as a personal-data view
-(``person.reveal`` with ``via: export``), and each export once more as a whole, so that "who
-saw my phone number" has an answer even when it left in a spreadsheet.
+What a caller may export is what they may read: their scope, nothing more. Personal data is
+masked (张**, 138****1234) unless the caller may reveal it for that person, by the same rule
+as the reveal endpoint (``people.service.Visibility``). Every unmasked person is audited as a
+personal-data view (``person.reveal`` with ``via: export``), and each export once more as a
+whole, so that "who saw my phone number" has an answer even when it left in a spreadsheet.
 """
 
 from __future__ import annotations
@@ -151,26 +151,6 @@ def _json(value: Any) -> str:
 
 
 # -- residents --------------------------------------------------------------------------------------
-@dataclass
-class _Visibility:
-    """What the caller may see of one person: the rule of people.service.reveal and to_out."""
-
-    contact: bool
-    id_number: bool
-    care_tags: bool
-
-    @classmethod
-    def of(cls, principal: Principal, person: Person) -> _Visibility:
-        own = person.id == principal.person_id
-        paths = people.household_paths(person)
-        contact = own or allows(principal, Resource.PERSON, Action.REVEAL_CONTACT, paths)
-        return cls(
-            contact=contact,
-            id_number=contact and (own or allows(principal, Resource.PERSON, Action.REVEAL_ID, paths)),
-            care_tags=own or allows(principal, Resource.CARE_TAG, Action.READ, paths),
-        )
-
-
 def _resident_rows(call: Call, anchor: Place | None, locale: str) -> tuple[list[list[Value]], list[str]]:
     principal = call.principal
     if not principal.may(Resource.PERSON, Action.READ) and not principal.person_id:
@@ -181,7 +161,7 @@ def _resident_rows(call: Call, anchor: Place | None, locale: str) -> tuple[list[
         memberships = [m for m in sorted(person.memberships, key=lambda m: m.id)  # as imported
                        if person.id == principal.person_id
                        or allows(principal, Resource.MEMBERSHIP, Action.READ, [m.household_path])]
-        seen = _Visibility.of(principal, person)
+        seen = people.Visibility.of(principal, person.id, people.household_paths(person))
         keyed.append(((memberships[0].household_path if memberships else "", person.id),
                       _ordered(_resident_values(call, person, memberships, seen, locale), SheetKind.RESIDENTS)))
         paths.extend(m.household_path for m in memberships)
@@ -216,7 +196,7 @@ def _persons(call: Call, anchor: Place | None) -> Iterator[Person]:
 
 
 def _resident_values(
-    call: Call, person: Person, memberships: Sequence[HouseholdMember], seen: _Visibility, locale: str
+    call: Call, person: Person, memberships: Sequence[HouseholdMember], seen: people.Visibility, locale: str
 ) -> dict[str, Value]:
     cipher = call.cipher
     name = cipher.decrypt(person.name_enc, people.NAME)

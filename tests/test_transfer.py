@@ -565,7 +565,7 @@ def test_bad_files_get_a_clear_422_never_a_crash(client, world, case):
 
 
 def test_utf16_text_from_excel_is_read(client, world):
-    text = "\t".join(PLACE_HEADER) + "\n" + "\t".join(["ca-b7", "楼栋", "ca-g1", "七号楼"]) + "\n"
+    text = "\n".join("\t".join(row) for row in (PLACE_HEADER, ["ca-b7", "楼栋", "ca-g1", "七号楼"])) + "\n"
     result = upload(client, world, "places", text.encode("utf-16"), "places.txt")
     assert result.status_code == 200, result.text
 

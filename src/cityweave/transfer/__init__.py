@@ -6,6 +6,7 @@ unchanged. It never imports web code: the API router and the CLI are thin caller
 
 - :mod:`.templates`: the two sheet layouts, bilingual headers and value labels, templates.
 - :mod:`.tables`: reading and writing the files themselves, with their limits and escaping.
+- :mod:`.cells`: one row's cells as typed values; every problem recorded, none raised.
 - :mod:`.importer`: validate every row first, then write all rows or none.
 - :mod:`.exporter`: the caller's scope, in the template layout, masked where it must be.
 """

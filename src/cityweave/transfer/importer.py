@@ -13,16 +13,14 @@ exception is a caller whose role may not import this sheet anywhere (``Unauthori
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from typing import Any, TypeVar
+from datetime import date
+from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,14 +30,13 @@ from cityweave.errors import CityWeaveError, Invalid
 from cityweave.geo import Geometry
 from cityweave.i18n import DEFAULT_LOCALE, translate
 from cityweave.people import service as people
-from cityweave.people.identity_numbers import id_check_digit, phone_problem
 from cityweave.people.models import HouseholdMember, MembershipRole, Person
 from cityweave.people.schemas import MembershipIn, PersonCreate
 from cityweave.places import service as places
 from cityweave.places.models import ALLOWED_PARENTS, Place, PlaceKind
 from cityweave.places.schemas import PlaceCreate
-from cityweave.schema import contains_nul
-from cityweave.security.masking import mask_id_number, normalise_phone
+from cityweave.security.masking import mask_id_number
+from cityweave.transfer.cells import CONTROL, REPORTED, Issue, Issues, Label, RowReader
 from cityweave.transfer.tables import (
     Cell,
     Formula,
@@ -47,18 +44,15 @@ from cityweave.transfer.tables import (
     TableError,
     detect_format,
     read_table,
-    unescape,
 )
 from cityweave.transfer.templates import (
     CARE_TAG,
     FACILITY,
     GENDER,
     KIND,
-    LIST_SEPARATORS,
     MAX_ROWS,
     ROLE,
     SHEETS,
-    Choices,
     Sheet,
     SheetKind,
     normalise,
@@ -69,17 +63,12 @@ MAX_REPORTED_ERRORS = 1_000
 #: Headers people add for themselves (row numbers, remarks); their columns are not imported.
 IGNORED_HEADERS = frozenset({"序号", "no", "no.", "#", "备注", "说明", "note", "notes", "remark", "remarks"})
 
-_PLACE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日", "%Y%m%d")
 _GEOMETRY = TypeAdapter(Geometry)
 _CHUNK = 500  # ids per IN (...) query: well under every backend's parameter limit
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` with phase ``"check"`` or ``"write"``."""
 
-M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
 
 
@@ -111,45 +100,9 @@ class ImportReport:
         return self.error_count > len(self.errors)
 
 
-# -- problems, collected first and translated at the end ----------------------------------------------
-@dataclass(frozen=True)
-class _Label:
-    """A coded value inside a message, shown in the reader's language."""
-
-    choices: Choices
-    codes: tuple[str, ...]
-
-    def render(self, locale: str) -> str:
-        return ", ".join(self.choices.label(c, locale) for c in self.codes)
-
-
-@dataclass
-class _Issue:
-    row: int | None
-    field: str | None
-    code: str
-    params: dict[str, object]
-    column: str | None = None
-
-
-class _Issues:
-    def __init__(self) -> None:
-        self.items: list[_Issue] = []
-        self.rows: set[int] = set()
-
-    def add(self, row: int | None, field: str | None, code: str, /, *, column: str | None = None,
-            **params: object) -> None:
-        """Positional-only, so that messages may have parameters called row, field or code."""
-        self.items.append(_Issue(row, field, code, params, column))
-        if row is not None:
-            self.rows.add(row)
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-
-def _render(issue: _Issue, headers: dict[str, str], sheet: Sheet, locale: str) -> RowError:
-    params = {k: (v.render(locale) if isinstance(v, _Label) else v) for k, v in issue.params.items()}
+# -- messages, in the reader's language ---------------------------------------------------------
+def _render(issue: Issue, headers: dict[str, str], sheet: Sheet, locale: str) -> RowError:
+    params = {k: (v.render(locale) if isinstance(v, Label) else v) for k, v in issue.params.items()}
     if "message_key" in params:  # a file problem wraps a second message
         params["message"] = _translate(str(params["message_key"]), locale, params)
     column = issue.column
@@ -173,294 +126,6 @@ def _translate(code: str, locale: str, params: dict[str, object]) -> str:
     return code
 
 
-# -- reading one row --------------------------------------------------------------------------------
-_REPORTED = Formula("")  # stands in for a cell whose problem was already reported
-
-
-class _Row:
-    """Typed access to one row's cells. Each parser returns None (or []) and records an issue
-    when the value is wrong, so that one pass finds every problem in the row."""
-
-    def __init__(self, number: int, values: dict[str, Cell], issues: _Issues, today: date) -> None:
-        self.number = number
-        self.values = values
-        self.issues = issues
-        self.today = today
-
-    def error(self, key: str, code: str, /, **params: object) -> None:
-        self.issues.add(self.number, key, code, **params)
-
-    @property
-    def clean(self) -> bool:
-        return self.number not in self.issues.rows
-
-    def has(self, key: str) -> bool:
-        return self.values.get(key) is not None
-
-    def _raw(self, key: str) -> Cell:
-        value = self.values.get(key)
-        return None if value is _REPORTED else value
-
-    def _text(self, key: str, *, required: bool = False) -> str | None:
-        value = self._raw(key)
-        if value is None:
-            if required and self.values.get(key) is not _REPORTED:
-                self.error(key, "import.required")
-            return None
-        return _as_text(value)
-
-    def text(self, key: str, *, max_len: int, required: bool = False) -> str | None:
-        text = self._text(key, required=required)
-        if text is None:
-            return None
-        if len(text) > max_len:
-            self.error(key, "import.too_long", max=max_len)
-            return None
-        if _CONTROL.search(text):
-            self.error(key, "import.bad_value", value=_shorten(text))
-            return None
-        return text
-
-    def place_id(self, key: str, *, required: bool = False) -> str | None:
-        text = self._text(key, required=required)
-        if text is None:
-            return None
-        place_id = normalise(text)  # ids are lower-case only, so 'CA-B1' can only mean 'ca-b1'
-        if not _PLACE_ID.match(place_id):
-            self.error(key, "import.bad_id", value=_shorten(text))
-            return None
-        return place_id
-
-    def id_list(self, key: str, *, required: bool = False, max_items: int) -> list[str]:
-        text = self._text(key, required=required)
-        if text is None:
-            return []
-        result: list[str] = []
-        for part in _split(text):
-            place_id = normalise(part)
-            if not _PLACE_ID.match(place_id):
-                self.error(key, "import.bad_id", value=_shorten(part))
-            elif place_id in result:
-                self.error(key, "import.duplicate_id", value=place_id, other=self.number)
-            else:
-                result.append(place_id)
-        if len(result) > max_items:
-            self.error(key, "import.too_many_values", max=max_items)
-        return result
-
-    def choice(self, key: str, choices: Choices, *, required: bool = False,
-               code: str = "import.bad_choice") -> str | None:
-        text = self._text(key, required=required)
-        if text is None:
-            return None
-        value = choices.parse(text)
-        if value is None:
-            self.error(key, code, value=_shorten(text), choices=_Label(choices, tuple(choices.labels)))
-        return value
-
-    def choice_list(self, key: str, choices: Choices) -> list[str]:
-        text = self._text(key)
-        if text is None:
-            return []
-        result: list[str] = []
-        for part in _split(text):
-            value = choices.parse(part)
-            if value is None:
-                self.error(key, "import.bad_choice", value=_shorten(part),
-                           choices=_Label(choices, tuple(choices.labels)))
-            elif value not in result:
-                result.append(value)
-        return result
-
-    def decimal(self, key: str, low: float, high: float) -> float | None:
-        value = self._raw(key)
-        if value is None:
-            return None
-        number = _as_number(value)
-        if number is None:
-            self.error(key, "import.bad_number", value=_shorten(_as_text(value)))
-        elif not low <= number <= high:
-            self.error(key, "import.out_of_range", min=_plain(low), max=_plain(high))
-            number = None
-        return number
-
-    def integer(self, key: str, low: int, high: int) -> int | None:
-        value = self._raw(key)
-        number = self.decimal(key, low, high)
-        if number is None:
-            return None
-        if not number.is_integer():
-            self.error(key, "import.bad_integer", value=_shorten(_as_text(value)))
-            return None
-        return int(number)
-
-    def date_value(self, key: str) -> date | None:
-        value = self._raw(key)
-        if value is None:
-            return None
-        parsed = _as_date(value)
-        if parsed is None:
-            self.error(key, "import.bad_date", value=_shorten(_as_text(value)))
-        elif parsed > self.today:
-            self.error(key, "import.future_date")
-            parsed = None
-        return parsed
-
-    def date_values(self, key: str) -> list[date]:
-        text = self._text(key)
-        if text is None:
-            return []
-        value = self._raw(key)
-        if isinstance(value, (date, datetime, int)):  # one real date cell
-            single = self.date_value(key)
-            return [single] if single else []
-        result: list[date] = []
-        for part in _split(text):
-            parsed = _as_date(part)
-            if parsed is None:
-                self.error(key, "import.bad_date", value=_shorten(part))
-            elif parsed > self.today:
-                self.error(key, "import.future_date")
-            else:
-                result.append(parsed)
-        return result
-
-    def json_object(self, key: str) -> dict[str, Any] | None:
-        text = self._text(key)
-        if text is None:
-            return None
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = None
-        if not isinstance(value, dict) or contains_nul(value):
-            self.error(key, "import.bad_json")
-            return None
-        return value
-
-    def personal_text(self, key: str, *, max_len: int, required: bool = False) -> str | None:
-        """Free text that must not be a masked value copied from a masked export (张**)."""
-        text = self.text(key, max_len=max_len, required=required)
-        if text is not None and "*" in text:
-            self.error(key, "import.masked_value")
-            return None
-        return text
-
-    def phone(self, key: str) -> str | None:
-        text = self._text(key)
-        if text is None:
-            return None
-        if "*" in text:
-            self.error(key, "import.masked_value")
-            return None
-        digits = normalise_phone(normalise(text))
-        if phone_problem(digits):
-            self.error(key, "import.bad_phone")
-            return None
-        return digits
-
-    def id_number(self, key: str) -> str | None:
-        value = self._raw(key)
-        if isinstance(value, float):  # Excel turned 18 digits into a float and kept 15 of them
-            self.error(key, "import.number_lost_digits")
-            return None
-        text = self._text(key)
-        if text is None:
-            return None
-        if "*" in text:
-            self.error(key, "import.masked_value")
-            return None
-        number = normalise(text).upper()
-        if problem := _id_number_problem(number):
-            self.error(key, problem)
-            return None
-        return number
-
-    def model(self, model: type[M], fields: dict[str, Any], columns: dict[str, str]) -> M | None:
-        """Build the domain's input model; its own checks stay the last word on every field."""
-        try:
-            return model(**fields)
-        except ValidationError as exc:
-            for err in exc.errors():
-                name = str(err["loc"][0]) if err["loc"] else ""
-                key = columns.get(name, name if name in self.values else None)
-                self.issues.add(self.number, key, "import.bad_value",
-                                value=_shorten(str(fields.get(name, ""))))
-            return None
-
-
-def _id_number_problem(number: str) -> str | None:
-    """The i18n key for what is wrong with an ID-card number (GB 11643), or None."""
-    if not _ID_NUMBER.match(number):
-        return "import.bad_id_number"
-    try:
-        date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
-    except ValueError:
-        return "import.bad_id_number_date"
-    if id_check_digit(number[:17]) != number[17]:
-        return "import.bad_id_number_check"
-    return None
-
-
-def _as_text(value: Cell) -> str:
-    if isinstance(value, str):
-        return unescape(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _plain(value)
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == time() else value.isoformat()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    return ""
-
-
-def _plain(number: float) -> str:
-    """``18`` rather than ``18.0``: what the person typed."""
-    number = float(number)  # ints too (int.is_integer needs Python 3.12)
-    if number.is_integer() and abs(number) < 1e15:
-        return str(int(number))
-    return repr(number)
-
-
-def _as_number(value: Cell) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        try:
-            number = float(normalise(_as_text(value)).replace(",", "").replace("_", ""))
-        except ValueError:
-            return None
-    return number if math.isfinite(number) else None
-
-
-def _as_date(value: Cell) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = normalise(_as_text(value)) if value is not None else ""
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    return None
-
-
-def _split(text: str) -> list[str]:
-    return [part for part in LIST_SEPARATORS.split(text) if part]
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # -- the entry point --------------------------------------------------------------------------------
 def import_sheet(
     call: Call,
@@ -476,7 +141,7 @@ def import_sheet(
     """Import one sheet in the caller's transaction; see the module docstring for the rules."""
     _require_permission(call, kind)
     sheet = SHEETS[kind]
-    issues = _Issues()
+    issues = Issues()
     headers: dict[str, str] = {}
     fmt = detect_format(data, filename)
     try:
@@ -514,7 +179,7 @@ def _require_permission(call: Call, kind: SheetKind) -> None:
         raise Unauthorized("your role may not import residents")
 
 
-def _report(sheet: Sheet, issues: _Issues, headers: dict[str, str], locale: str, dry_run: bool,
+def _report(sheet: Sheet, issues: Issues, headers: dict[str, str], locale: str, dry_run: bool,
             counts: dict[str, int]) -> ImportReport:
     order = {c.key: i for i, c in enumerate(sheet.columns)}
     ranked = sorted(issues.items, key=lambda i: (i.row or 0, order.get(i.field or "", -1)))
@@ -537,7 +202,7 @@ _FILE_CODES = frozenset({
 })
 
 
-def _match_columns(sheet: Sheet, table: Table, issues: _Issues) -> tuple[dict[int, str], dict[str, str]]:
+def _match_columns(sheet: Sheet, table: Table, issues: Issues) -> tuple[dict[int, str], dict[str, str]]:
     """Which file column holds which key; problems are reported on the header row."""
     positions: dict[int, str] = {}
     headers: dict[str, str] = {}
@@ -560,16 +225,16 @@ def _match_columns(sheet: Sheet, table: Table, issues: _Issues) -> tuple[dict[in
     return positions, headers
 
 
-def _rows(table: Table, positions: dict[int, str], issues: _Issues, today: date) -> Iterator[_Row]:
+def _rows(table: Table, positions: dict[int, str], issues: Issues, today: date) -> Iterator[RowReader]:
     for row in table.rows:
         values: dict[str, Cell] = {}
         for position, key in positions.items():
             cell = row.cells[position] if position < len(row.cells) else None
             if isinstance(cell, Formula):
                 issues.add(row.number, key, "import.formula")
-                cell = _REPORTED
+                cell = REPORTED
             values[key] = cell
-        yield _Row(row.number, values, issues, today)
+        yield RowReader(row.number, values, issues, today)
 
 
 # -- plans: what to write, known only once every row checked out --------------------------------------
@@ -592,7 +257,7 @@ class _Abort(Exception):
     pass
 
 
-def _write(call: Call, steps: Sequence[_Step], issues: _Issues, progress: Progress) -> bool:
+def _write(call: Call, steps: Sequence[_Step], issues: Issues, progress: Progress) -> bool:
     """Run every step; on the first failure undo them all and report it on its row.
 
     Checks ran before, so a failure here means the data changed meanwhile (or a check is
@@ -623,7 +288,7 @@ def _failure_detail(exc: Exception) -> str:
     return str(exc)
 
 
-def _checking(rows: Sequence[_Row], progress: Progress) -> Iterator[_Row]:
+def _checking(rows: Sequence[RowReader], progress: Progress) -> Iterator[RowReader]:
     for done, row in enumerate(rows, start=1):
         yield row
         if done % 200 == 0 or done == len(rows):
@@ -633,7 +298,7 @@ def _checking(rows: Sequence[_Row], progress: Progress) -> Iterator[_Row]:
 # -- places -----------------------------------------------------------------------------------------
 @dataclass
 class _PlaceRow:
-    reader: _Row
+    reader: RowReader
     id: str | None
     kind: PlaceKind | None
     parent_id: str | None
@@ -643,7 +308,7 @@ class _PlaceRow:
 _PLACE_COLUMNS = {"geometry": "geometry", "attributes": "attributes"}
 
 
-def _parse_place(r: _Row) -> _PlaceRow:
+def _parse_place(r: RowReader) -> _PlaceRow:
     place_id = r.place_id("id", required=True)
     kind_code = r.choice("kind", KIND, required=True, code="import.bad_kind")
     kind = PlaceKind(kind_code) if kind_code else None
@@ -669,7 +334,7 @@ def _parse_place(r: _Row) -> _PlaceRow:
     return _PlaceRow(r, place_id, kind, parent_id, create)
 
 
-def _place_geometry(r: _Row) -> tuple[dict[str, Any] | None, str]:
+def _place_geometry(r: RowReader) -> tuple[dict[str, Any] | None, str]:
     """A point from longitude/latitude, or GeoJSON from the geometry column (areas)."""
     longitude = r.decimal("longitude", -180, 180)
     latitude = r.decimal("latitude", -90, 90)
@@ -691,7 +356,7 @@ def _place_geometry(r: _Row) -> tuple[dict[str, Any] | None, str]:
     return None, "longitude" if has_point else "geometry"
 
 
-def _place_attributes(r: _Row) -> dict[str, Any]:
+def _place_attributes(r: RowReader) -> dict[str, Any]:
     attributes = r.json_object("attributes") or {}
     floor = r.integer("floor", -20, 500)
     area = r.decimal("area_m2", 0, 1_000_000_000)
@@ -704,9 +369,9 @@ def _place_attributes(r: _Row) -> dict[str, Any]:
     return attributes
 
 
-def _check_place_shape(r: _Row, kind: PlaceKind, fields: dict[str, Any], geometry_column: str) -> None:
+def _check_place_shape(r: RowReader, kind: PlaceKind, fields: dict[str, Any], geometry_column: str) -> None:
     """The rules of places.service, checked here so that they come back translated, per row."""
-    label = _Label(KIND, (kind.value,))
+    label = Label(KIND, (kind.value,))
     if kind is PlaceKind.FACILITY and fields["facility_type"] is None and not r.has("facility_type"):
         r.error("facility_type", "import.needs_facility_type")
     if kind is not PlaceKind.FACILITY and r.has("facility_type"):
@@ -722,7 +387,7 @@ def _check_place_shape(r: _Row, kind: PlaceKind, fields: dict[str, Any], geometr
         r.error(geometry_column, "import.needs_polygon", kind=label)
 
 
-def _place_plan(call: Call, rows: Sequence[_Row], issues: _Issues, progress: Progress) -> _Plan:
+def _place_plan(call: Call, rows: Sequence[RowReader], issues: Issues, progress: Progress) -> _Plan:
     parsed = [_parse_place(r) for r in _checking(rows, progress)]
     first_row: dict[str, int] = {}
     for p in parsed:
@@ -779,10 +444,10 @@ def _place_path(
     ):
         allowed = tuple(k.value for k in ALLOWED_PARENTS[p.kind] if k is not None)
         if allowed:
-            r.error("parent_id", "import.bad_parent_kind", kind=_Label(KIND, (p.kind.value,)),
-                    parents=_Label(KIND, allowed))
+            r.error("parent_id", "import.bad_parent_kind", kind=Label(KIND, (p.kind.value,)),
+                    parents=Label(KIND, allowed))
         else:
-            r.error("parent_id", "import.top_level", kind=_Label(KIND, (p.kind.value,)))
+            r.error("parent_id", "import.top_level", kind=Label(KIND, (p.kind.value,)))
     if p.id is None or parent_path is None:
         return None
     path = parent_path + p.id + "/"
@@ -813,7 +478,7 @@ def _visible_places(call: Call, ids: Iterable[str]) -> dict[str, Place]:
 # -- residents --------------------------------------------------------------------------------------
 @dataclass
 class _ResidentRow:
-    reader: _Row
+    reader: RowReader
     name: str | None
     id_number: str | None
     households: list[str]
@@ -826,7 +491,7 @@ class _ResidentRow:
 _PERSON_COLUMNS = {"households": "household_id"}
 
 
-def _parse_resident(r: _Row) -> _ResidentRow:
+def _parse_resident(r: RowReader) -> _ResidentRow:
     households = r.id_list("household_id", required=True, max_items=10)
     roles = r.choice_list("role", ROLE)
     since = r.date_values("since")
@@ -863,7 +528,7 @@ def _nth(values: Sequence[Any], i: int) -> Any:
     return values[0] if len(values) == 1 else values[i]
 
 
-def _resident_plan(call: Call, rows: Sequence[_Row], issues: _Issues, progress: Progress) -> _Plan:
+def _resident_plan(call: Call, rows: Sequence[RowReader], issues: Issues, progress: Progress) -> _Plan:
     parsed = [_parse_resident(r) for r in _checking(rows, progress)]
     _check_resident_duplicates(parsed)
     households = _visible_places(call, {h for p in parsed for h in p.households})
@@ -984,4 +649,4 @@ def _file_label(filename: str | None) -> str | None:
     if not filename:
         return None
     base = re.split(r"[\\/]", filename)[-1]
-    return _CONTROL.sub("", base)[:200] or None
+    return CONTROL.sub("", base)[:200] or None

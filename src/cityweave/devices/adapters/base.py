@@ -86,6 +86,14 @@ def as_number(value: Any) -> float | None:
     return None
 
 
+def lookup(table: Mapping[Any, Any], key: Any, default: Any = None) -> Any:
+    """``table.get(key)`` that tolerates unhashable keys: device JSON may put a list anywhere."""
+    try:
+        return table.get(key, default)
+    except TypeError:
+        return default
+
+
 def epoch_to_datetime(value: Any) -> datetime | None:
     """A UTC datetime from epoch seconds or milliseconds; None when it is not a sane number."""
     number = as_number(value)

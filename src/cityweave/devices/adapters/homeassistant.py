@@ -31,7 +31,7 @@ import orjson
 
 from cityweave.devices import capabilities
 from cityweave.devices import types as device_types
-from cityweave.devices.adapters.base import DiscoveryError, Message, VendorAdapter, as_number
+from cityweave.devices.adapters.base import DiscoveryError, Message, VendorAdapter, as_number, lookup
 from cityweave.devices.binding import DeviceBinding, DeviceDirectory
 from cityweave.devices.command import Command, CommandRejected, EncodedCommand, ExpectedEcho
 from cityweave.devices.discovery import CapabilityRef, DiscoveredDevice
@@ -541,10 +541,11 @@ class HomeAssistantAdapter(VendorAdapter):
         states = {config.get("state_locked", "LOCKED"): "locked", config.get("state_unlocked", "UNLOCKED"): "unlocked",
                   config.get("state_jammed", "JAMMED"): "jammed", config.get("state_locking", "LOCKING"): "locking",
                   config.get("state_unlocking", "UNLOCKING"): "unlocking", config.get("state_open", "OPEN"): "open"}
-        if value not in states:
+        state = lookup(states, value)
+        if state is None:
             message.reject(Reason.INVALID_VALUE, f"lock state {value!r:.40}", key)
             return
-        message.read("lock", states[value], endpoint=key, source=key)
+        message.read("lock", state, endpoint=key, source=key)
 
     def _position(self, config: Mapping[str, Any], value: Any) -> float | None:
         """A device position rescaled to 0-100 (0 = closed); None when not a number."""
@@ -572,7 +573,7 @@ class HomeAssistantAdapter(VendorAdapter):
                   config.get("state_opening", "opening"): "opening",
                   config.get("state_closing", "closing"): "closing",
                   config.get("state_stopped", "stopped"): "stopped"}
-        if value in states:
+        if lookup(states, value) is not None:
             message.read("cover_state", states[value], endpoint=key, source=key)
         elif (position := self._position(config, value)) is not None:
             message.read("cover_position", round(position, 1), endpoint=key, source=key)

@@ -22,7 +22,14 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from cityweave.devices import types as device_types
-from cityweave.devices.adapters.base import DiscoveryError, Message, VendorAdapter, as_number, dumps
+from cityweave.devices.adapters.base import (
+    DiscoveryError,
+    Message,
+    VendorAdapter,
+    as_number,
+    dumps,
+    lookup,
+)
 from cityweave.devices.binding import DeviceBinding
 from cityweave.devices.command import Command, CommandRejected, EncodedCommand, ExpectedEcho
 from cityweave.devices.discovery import CapabilityRef, DiscoveredDevice
@@ -183,7 +190,7 @@ class ShellyAdapter(VendorAdapter):
             if kind == "cover":
                 handled.add("state")
                 state = status.get("state")
-                if state in _COVER_STATES:
+                if isinstance(state, str) and state in _COVER_STATES:
                     read("cover_state", state, endpoint=key, source=f"{source}.state", timestamp=moment)
                 elif state is not None:
                     message.unknown(f"{source}.state", state)  # calibrating
@@ -421,7 +428,7 @@ class ShellyAdapter(VendorAdapter):
             else:
                 message.unknown(path, value)
         elif path == "sensor/gas":
-            if value in _GEN1_GAS:
+            if value in _GEN1_GAS:  # value is text here
                 message.read("gas", _GEN1_GAS[value], source=path)
             elif value == "test":
                 message.read("self_test", True, source=path)
@@ -453,11 +460,11 @@ class ShellyAdapter(VendorAdapter):
         channels = "relay" if status.get("relays") else "light"
         actuated = bool(status.get("relays") or status.get("lights") or status.get("meters"))
         for kind in ("relays", "lights"):
-            for index, entry in enumerate(status.get(kind) or []):
+            for index, entry in enumerate(_list(status.get(kind))):
                 if isinstance(entry, dict):
                     self._gen1_channel(message, {k: v for k, v in entry.items() if k in ("ison", "brightness")},
                                        f"{kind[:-1]}:{index}", f"{kind}[{index}]")
-        for index, meter in enumerate(status.get("meters") or []):
+        for index, meter in enumerate(_list(status.get("meters"))):
             if not isinstance(meter, dict) or meter.get("is_valid") is False:
                 continue
             endpoint = f"{channels}:{index}"
@@ -468,10 +475,10 @@ class ShellyAdapter(VendorAdapter):
         tmp = status.get("tmp")
         if isinstance(tmp, dict) and tmp.get("is_valid", True) and tmp.get("tC") is not None:
             read("device_temperature" if actuated else "temperature", tmp["tC"], source="tmp.tC")
-        for index, sensor in (status.get("ext_temperature") or {}).items():
+        for index, sensor in _items(status.get("ext_temperature")):
             if isinstance(sensor, dict) and sensor.get("tC") is not None:
                 read("temperature", sensor["tC"], endpoint=f"ext:{index}", source=f"ext_temperature.{index}.tC")
-        for index, sensor in (status.get("ext_humidity") or {}).items():
+        for index, sensor in _items(status.get("ext_humidity")):
             if isinstance(sensor, dict) and sensor.get("hum") is not None:
                 read("humidity", sensor["hum"], endpoint=f"ext:{index}", source=f"ext_humidity.{index}.hum")
         if isinstance(status.get("hum"), dict) and status["hum"].get("value") is not None:
@@ -481,7 +488,7 @@ class ShellyAdapter(VendorAdapter):
         gas = status.get("gas_sensor")
         if isinstance(gas, dict):
             alarm = gas.get("alarm_state")
-            if alarm in _GEN1_GAS:
+            if lookup(_GEN1_GAS, alarm) is not None:
                 read("gas", _GEN1_GAS[alarm], source="gas_sensor.alarm_state")
             if gas.get("sensor_state") in ("warmup", "normal"):
                 read("preheating", gas["sensor_state"] == "warmup", source="gas_sensor.sensor_state")
@@ -492,13 +499,13 @@ class ShellyAdapter(VendorAdapter):
         concentration = status.get("concentration")
         if isinstance(concentration, dict) and concentration.get("is_valid", True):
             read("gas_ppm", concentration.get("ppm"), source="concentration.ppm")
-        for index, valve in enumerate(status.get("valves") or []):
+        for index, valve in enumerate(_list(status.get("valves"))):
             state = valve.get("state") if isinstance(valve, dict) else None
             if state in ("opened", "closed"):
                 read("valve_open", state == "opened", endpoint=f"valve:{index}", source=f"valves[{index}].state")
             elif state is not None:
                 message.unknown(f"valves[{index}].state", state)
-        for index, entry in enumerate(status.get("inputs") or []):
+        for index, entry in enumerate(_list(status.get("inputs"))):
             if isinstance(entry, dict) and entry.get("input") in (0, 1):
                 read("binary", bool(entry["input"]), endpoint=f"input:{index}", source=f"inputs[{index}].input")
         wifi = status.get("wifi_sta")
@@ -624,6 +631,14 @@ class ShellyAdapter(VendorAdapter):
             payload=b"on" if command.value else b"off",
             expected_echo=ExpectedEcho("on_off", command.value, endpoint),
         )
+
+
+def _items(value: Any) -> list[tuple[str, Any]]:
+    return list(value.items()) if isinstance(value, dict) else []
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _is_config(result: Mapping[str, Any]) -> bool:

@@ -32,7 +32,14 @@ from typing import Any, ClassVar
 import orjson
 
 from cityweave.devices import types as device_types
-from cityweave.devices.adapters.base import DiscoveryError, Message, VendorAdapter, as_number, dumps
+from cityweave.devices.adapters.base import (
+    DiscoveryError,
+    Message,
+    VendorAdapter,
+    as_number,
+    dumps,
+    lookup,
+)
 from cityweave.devices.binding import DeviceBinding
 from cityweave.devices.command import Command, CommandRejected, EncodedCommand, ExpectedEcho
 from cityweave.devices.discovery import CapabilityRef, DiscoveredDevice
@@ -403,11 +410,11 @@ class TuyaAdapter(VendorAdapter):
                 return _SKIP
             return (not raw) if isinstance(raw, bool) else raw
         if capability == "button_event":
-            return _BUTTON.get(raw, raw)
+            return lookup(_BUTTON, raw, raw)
         if capability == "fault":
             return raw != 0
         if capability in VALUE_MAPS:
-            mapped = VALUE_MAPS[capability].get(raw)
+            mapped = lookup(VALUE_MAPS[capability], raw)
             if mapped is None:
                 message.reject(Reason.INVALID_VALUE, f"{key}={raw!r:.40} has no {capability} meaning", key)
                 return _SKIP
@@ -452,7 +459,7 @@ class TuyaAdapter(VendorAdapter):
         if spec.get("invert") and isinstance(value, bool):
             value = not value
         if spec["capability"] == "button_event":
-            return _SKIP if value is None else _BUTTON.get(value, value)
+            return _SKIP if value is None else lookup(_BUTTON, value, value)
         return value
 
     def _hsv(self, message: Message, spec: Mapping[str, Any], key: str, raw: Any) -> Any:

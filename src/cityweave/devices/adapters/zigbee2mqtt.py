@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from cityweave.devices import capabilities
 from cityweave.devices import types as device_types
-from cityweave.devices.adapters.base import Message, VendorAdapter, as_number, dumps
+from cityweave.devices.adapters.base import Message, VendorAdapter, as_number, dumps, lookup
 from cityweave.devices.binding import DeviceBinding, DeviceDirectory
 from cityweave.devices.command import Command, CommandRejected, EncodedCommand, ExpectedEcho
 from cityweave.devices.discovery import CapabilityRef, DiscoveredDevice
@@ -209,12 +209,13 @@ class Zigbee2MqttAdapter(VendorAdapter):
                 continue
             try:
                 message.announce(self.discover(entry))
-            except (TypeError, ValueError, KeyError) as exc:
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 message.reject(Reason.INVALID_DISCOVERY, f"{entry['ieee_address']}: {exc}", f"[{index}]")
 
     def discover(self, document: Mapping[str, Any], *, address: str | None = None) -> DiscoveredDevice:
         """One entry of ``bridge/devices`` (or a definition with ``exposes``) as a discovery."""
-        definition = document.get("definition") or {}
+        definition = document.get("definition")
+        definition = definition if isinstance(definition, dict) else {}
         exposes = definition.get("exposes", document.get("exposes", []))
         if not isinstance(exposes, list):
             raise ValueError("exposes must be a list")
@@ -318,12 +319,12 @@ class Zigbee2MqttAdapter(VendorAdapter):
                 return
             read(capability, flag, endpoint=endpoint, source=prop)
         elif capability == "lock":
-            state = _LOCK.get(value) if isinstance(value, str) and prop == "state" else _LOCK_STATES.get(value)
+            state = lookup(_LOCK, value) if prop == "state" else lookup(_LOCK_STATES, value)
             if prop == "state" and "lock_state" in (binding.profile.get("properties") or {}):
                 return  # lock_state is the finer report of the same thing
             self._enum(message, capability, state, value, prop, endpoint)
         elif capability == "cover_state":
-            self._enum(message, capability, _COVER.get(value), value, prop, endpoint)
+            self._enum(message, capability, lookup(_COVER, value), value, prop, endpoint)
         elif capability == "fall_state":
             state = _FALL_STATES.get(str(value))
             if state is None:
@@ -332,9 +333,9 @@ class Zigbee2MqttAdapter(VendorAdapter):
             read("fall_state", state, source=prop)
             read("fall", state == "fall", source=prop)
         elif capability == "hvac_action":
-            self._enum(message, capability, _RUNNING.get(value), value, prop, endpoint)
+            self._enum(message, capability, lookup(_RUNNING, value), value, prop, endpoint)
         elif capability == "battery_level":
-            self._enum(message, capability, _BATTERY_LEVEL.get(value), value, prop, endpoint)
+            self._enum(message, capability, lookup(_BATTERY_LEVEL, value), value, prop, endpoint)
         elif capability == "brightness":
             number = as_number(value)
             top = as_number(spec.get("value_max")) or 254.0
@@ -370,11 +371,11 @@ class Zigbee2MqttAdapter(VendorAdapter):
             return True
         if "value_off" in spec and value == spec["value_off"]:
             return False
-        if "value_on" in spec:  # a definition exists and the value is neither of its two
-            return None
-        if value in _ON and not isinstance(value, int | float) or value is True:
+        if "value_on" in spec or not isinstance(value, bool | str):
+            return None  # a definition exists and the value is neither of its two, or not a flag
+        if value in _ON:
             return True
-        if value in _OFF and not isinstance(value, int | float) or value is False:
+        if value in _OFF:
             return False
         return None
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,9 +15,16 @@ from rich.table import Table
 
 from cityweave import __version__
 from cityweave.cli import demo_cmd, transfer_cmds
-from cityweave.cli.common import DataDirOption, HostOption, PortOption, context_from, settings_from
+from cityweave.cli.common import (
+    DataDirOption,
+    HostOption,
+    PortOption,
+    as_system,
+    context_from,
+    settings_from,
+)
 from cityweave.config import Settings
-from cityweave.context import AppContext
+from cityweave.context import AppContext, Call
 
 app = typer.Typer(
     name="cityweave",
@@ -112,20 +121,12 @@ def user_create(
     from cityweave.accounts import service
     from cityweave.accounts.models import Role
     from cityweave.accounts.schemas import GrantIn, UserCreate
-    from cityweave.authz.policy import Principal
-    from cityweave.context import Call
-    from cityweave.errors import CityWeaveError
 
-    ctx = context_from(settings_from(data_dir))
-    try:
-        with ctx.db.session() as session:
-            call = Call(ctx, session, Principal.system("cli"))
-            user = service.create_user(call, UserCreate(
-                username=username, password=password, display_name=display_name or username,
-                grants=[GrantIn(role=Role(role), place_id=place)],
-            ))
-    except (CityWeaveError, ValueError) as exc:
-        _fail(exc)
+    with _system_call(data_dir) as call:
+        user = service.create_user(call, UserCreate(
+            username=username, password=password, display_name=display_name or username,
+            grants=[GrantIn(role=Role(role), place_id=place)],
+        ))
     console.print(f"created [bold]{user.username}[/bold] ({user.id})")
 
 
@@ -155,7 +156,7 @@ def user_set_password(
     """Set a new password; signs the account out everywhere and lifts a lockout."""
     from cityweave.accounts import service
 
-    with _as_system(data_dir) as call:
+    with _system_call(data_dir) as call:
         user = _user_by_name(call, username)
         service.set_password(call, user.id, password)
         service.unlock_user(call, user.id)
@@ -167,7 +168,7 @@ def user_unlock(username: str, data_dir: DataDirOption = None) -> None:
     """Lift a lockout after repeated failed sign-ins."""
     from cityweave.accounts import service
 
-    with _as_system(data_dir) as call:
+    with _system_call(data_dir) as call:
         service.unlock_user(call, _user_by_name(call, username).id)
     console.print(f"[bold]{username}[/bold] unlocked")
 
@@ -199,26 +200,16 @@ transfer_cmds.register(app)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-class _as_system:
-    """A session acting as the platform, committed on success."""
+@contextmanager
+def _system_call(data_dir: Path | None) -> Iterator[Call]:
+    """``as_system`` with domain errors printed as a clear message and exit code 1."""
+    from cityweave.errors import CityWeaveError
 
-    def __init__(self, data_dir) -> None:  # noqa: ANN001
-        self.ctx = context_from(settings_from(data_dir))
-
-    def __enter__(self):  # noqa: ANN204
-        from cityweave.authz.policy import Principal
-        from cityweave.context import Call
-
-        self._session_cm = self.ctx.db.session()
-        return Call(self.ctx, self._session_cm.__enter__(), Principal.system("cli"))
-
-    def __exit__(self, *exc):  # noqa: ANN002, ANN204
-        from cityweave.errors import CityWeaveError
-
-        result = self._session_cm.__exit__(*exc)
-        if exc[0] is not None and issubclass(exc[0], CityWeaveError):
-            _fail(exc[1])
-        return result
+    try:
+        with as_system(data_dir) as call:
+            yield call
+    except (CityWeaveError, ValueError) as exc:  # ValueError: a bad role name, a weak password
+        _fail(exc)
 
 
 def _user_by_name(call, username: str):  # noqa: ANN001, ANN202

@@ -263,3 +263,13 @@ def test_encode_refuses_unsupported():
     directory.add(ha.discover({"platform": "sensor", "state_topic": "t"}, address="s").bind("dev"))
     with pytest.raises(CommandRejected):
         ha.encode(Command.create("dev", "on_off", True), directory.find("homeassistant", "s"))
+
+
+def test_discovery_memory_is_bounded(monkeypatch):
+    ha, _ = adapter("homeassistant")
+    monkeypatch.setattr(type(ha), "max_remembered_devices", 2)
+    for name in ("a", "b"):
+        assert decode(ha, f"homeassistant/sensor/{name}/config", {"state_topic": name}).discovered
+    flood = decode(ha, "homeassistant/sensor/c/config", {"state_topic": "c"})
+    assert reasons(flood) == ["invalid_discovery"] and not flood.discovered
+    assert decode(ha, "homeassistant/sensor/a/config", {"state_topic": "a2"}).discovered  # known ones update

@@ -296,6 +296,10 @@ class HomeAssistantAdapter(VendorAdapter):
     name: ClassVar[str] = "homeassistant"
     title: ClassVar[str] = "Home Assistant MQTT discovery"
 
+    # Discovery topics are open to anyone who may publish under the prefix; past this many
+    # remembered devices new announcements are refused rather than filling memory.
+    max_remembered_devices: ClassVar[int] = 20_000
+
     def __init__(self, directory: DeviceDirectory | None = None, *,
                  discovery_prefix: str = "homeassistant", **kwargs: Any) -> None:
         super().__init__(directory, **kwargs)
@@ -706,6 +710,10 @@ class HomeAssistantAdapter(VendorAdapter):
                 entities[key] = (component, config)
         except DiscoveryError as exc:
             message.reject(Reason.INVALID_DISCOVERY, str(exc))
+            return
+        if len(self._seen) >= self.max_remembered_devices and not any(
+                self._address(key, entity) in self._seen for key, (_, entity) in entities.items()):
+            message.reject(Reason.INVALID_DISCOVERY, f"more than {self.max_remembered_devices} devices announced")
             return
         latest: dict[str, DiscoveredDevice] = {}
         for key, (platform, entity) in entities.items():

@@ -188,6 +188,9 @@ def upgrade() -> None:
 
     # ### end Alembic commands ###
     _audit_append_only()
+    # The chain's head exists from the start, so the first two concurrent appends cannot both
+    # try to create it.
+    op.execute("INSERT INTO audit_head (id, last_seq, last_hash) VALUES (1, 0, '" + "0" * 64 + "')")
 
 
 def _audit_append_only() -> None:

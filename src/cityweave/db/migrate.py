@@ -18,7 +18,9 @@ def _config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Upgrade to every head: parallel branches of work may each add a revision off the same
+    parent before a merge revision joins them."""
     config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -27,11 +29,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return ",".join(sorted(ScriptDirectory.from_config(_config()).get_heads())) or None
 
 
 def autogenerate(engine: Engine, message: str) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from cityweave import __version__
 from cityweave.api import problems
@@ -25,6 +29,9 @@ def create_app(ctx: AppContext) -> FastAPI:
             "`Authorization: Bearer <access_token>`, or send an API key in `X-API-Key`."
         ),
         openapi_url="/openapi.json",
+        # The default docs pages load Swagger UI from a CDN; ours serve it from the package.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     problems.install(app)
@@ -39,6 +46,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return JSONResponse({"type": f"/problems/{slug}", "description": description})
 
     app.add_middleware(RejectNulInUrl)
+    _install_docs(app)
     app.add_middleware(RequestId)
     app.add_middleware(
         BodyLimit,
@@ -47,3 +55,31 @@ def create_app(ctx: AppContext) -> FastAPI:
         upload_prefixes=UPLOAD_PREFIXES,
     )
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from files shipped in a PyPI package: nothing from the internet."""
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/static/swagger", StaticFiles(directory=assets), name="swagger-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="CityWeave API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon.png",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        # The pages come with the web issue; until then the front door is the API's own docs.
+        return RedirectResponse("/docs")

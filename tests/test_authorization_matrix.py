@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from cityweave.accounts.models import Role
 from tests.conftest import auth
+from tests.devices_registry.support import RecordingPublisher
 from tests.world import World
 
 OWN = "ca-b1-u1-101"
@@ -32,39 +33,45 @@ Y, N = True, False
 # operation → (own scope, other scope) per role. Order matters: destructive operations last.
 OPERATIONS = [
     "place.read", "place.update", "person.read", "person.reveal", "care_tag.read",
-    "membership.read", "user.read", "audit.read", "person.update", "care_tag.create",
-    "user.update", "membership.delete",
+    "membership.read", "user.read", "audit.read", "device.read", "device.command", "person.update",
+    "care_tag.create", "user.update", "membership.delete",
 ]
 EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.RESIDENT: {
         "place.read": (Y, N), "place.update": (N, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
+        "device.read": (Y, N), "device.command": (Y, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
     },
     Role.GRID_WORKER: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
+        "device.read": (Y, N), "device.command": (N, N),
         "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (N, N), "membership.delete": (Y, N),
     },
     Role.PROPERTY_STAFF: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (N, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
+        "device.read": (Y, N), "device.command": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
     },
     Role.COMMUNITY_ADMIN: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (Y, N), "audit.read": (Y, N),
+        "device.read": (Y, N), "device.command": (N, N),
         "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (Y, N), "membership.delete": (Y, N),
     },
     Role.DEPARTMENT_OFFICER: {
         "place.read": (Y, N), "place.update": (N, N), "person.read": (N, N), "person.reveal": (N, N),
         "care_tag.read": (N, N), "membership.read": (N, N), "user.read": (N, N), "audit.read": (N, N),
+        "device.read": (N, N), "device.command": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
     },
     Role.SERVICE_PROVIDER: {op: (N, N) for op in OPERATIONS},
     Role.CITY_OPERATOR: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (N, N),
         "care_tag.read": (N, N), "membership.read": (Y, N), "user.read": (Y, N), "audit.read": (Y, N),
+        "device.read": (Y, N), "device.command": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (Y, N), "membership.delete": (N, N),
     },
     Role.PLATFORM_ADMIN: {op: (Y, Y) for op in OPERATIONS},
@@ -126,6 +133,18 @@ def _operations(client: TestClient, world: World, headers: dict[str, str]) -> di
         assert r.status_code == 200, r.text
         return r.json()["total"] > 0
 
+    def device_read(hh: str) -> bool:
+        r = client.get(f"/api/v1/devices/{world.device_of_household[hh]}", headers=headers)
+        return _status_allows(r.status_code, "device.read")
+
+    def device_command(hh: str) -> bool:
+        r = client.post(f"/api/v1/devices/{world.device_of_household[hh]}/commands",
+                        json={"capability": "on_off", "value": True}, headers=headers)
+        allowed = _status_allows(r.status_code, "device.command")
+        if allowed:
+            assert r.json()["status"] == "sent", r.text
+        return allowed
+
     def person_update(hh: str) -> bool:
         r = client.patch(f"/api/v1/persons/{person(hh)}", json={"gender": "other"}, headers=headers)
         return _status_allows(r.status_code, "person.update")
@@ -146,6 +165,7 @@ def _operations(client: TestClient, world: World, headers: dict[str, str]) -> di
         "place.read": place_read, "place.update": place_update, "person.read": person_read,
         "person.reveal": person_reveal, "care_tag.read": care_tag_read,
         "membership.read": membership_read, "user.read": user_read, "audit.read": audit_read,
+        "device.read": device_read, "device.command": device_command,
         "person.update": person_update, "care_tag.create": care_tag_create,
         "user.update": user_update, "membership.delete": membership_delete,
     }
@@ -154,6 +174,7 @@ def _operations(client: TestClient, world: World, headers: dict[str, str]) -> di
 @pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
 def test_authorization_matrix(role: Role, client: TestClient, world: World) -> None:
     headers = auth(world.token(role))
+    client.app.state.device_publisher = RecordingPublisher()  # a stand-in for the MQTT transport
     operations = _operations(client, world, headers)
     assert set(operations) == set(OPERATIONS) == set(EXPECTED[role])
     mismatches = []

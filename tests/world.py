@@ -12,6 +12,8 @@ from cityweave.accounts.models import Role
 from cityweave.accounts.schemas import GrantIn, UserCreate
 from cityweave.authz.policy import Principal
 from cityweave.context import AppContext, Call
+from cityweave.devices.registry import service as devices
+from cityweave.devices.registry.schemas import CapabilityRefModel, DeviceRegister
 from cityweave.people import service as people
 from cityweave.people.models import CareTagKind, MembershipRole
 from cityweave.people.schemas import MembershipIn, PersonCreate
@@ -84,6 +86,8 @@ class World:
     household_user: dict[str, str] = field(default_factory=dict)
     # A second member of the resident account's household (not the account's own person).
     family_member: str = ""
+    # One Zigbee plug per household (a bound device: commands encode), for device rules.
+    device_of_household: dict[str, str] = field(default_factory=dict)
 
     def token(self, role: Role) -> str:
         return self.tokens[role]
@@ -133,4 +137,24 @@ def build_world(ctx: AppContext) -> World:
                 grants=[GrantIn(role=Role.RESIDENT, place_id=household)],
             ))
             world.household_user[household] = user.id
+        for number, household in enumerate(RESIDENTS, start=1):
+            device, _, _ = devices.register(call, plug(household, number))
+            world.device_of_household[household] = device.id
     return world
+
+
+def plug(place_id: str, number: int) -> DeviceRegister:
+    """A Zigbee2MQTT smart plug as its bridge describes it: switchable, metering power."""
+    friendly = f"plug-{place_id}"
+    return DeviceRegister(
+        place_id=place_id, name=f"插座 {place_id}", adapter="zigbee2mqtt",
+        address=f"0x00158d00000{number:05d}", aliases=[friendly], device_type="plug",
+        manufacturer="Xiaomi", model="ZNCZ02LM", protocol="zigbee",
+        capabilities=[CapabilityRefModel(capability="on_off", writable=True),
+                      CapabilityRefModel(capability="power_w")],
+        profile={"friendly_name": friendly, "properties": {
+            "state": {"type": "binary", "access": 7, "value_on": "ON", "value_off": "OFF",
+                      "parent": "switch", "capability": "on_off"},
+            "power": {"type": "numeric", "access": 5, "unit": "W", "parent": None, "capability": "power_w"},
+        }},
+    )

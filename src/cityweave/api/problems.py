@@ -38,6 +38,10 @@ PROBLEM_TYPES: dict[str, str] = {
     "method-not-allowed": "The resource does not support this HTTP method.",
     "unsupported-media-type": "Send the body as the documented content type.",
     "internal-error": "An unexpected error; it has been logged with the request id.",
+    "command-rejected": "The device command cannot be sent: unknown or read-only capability, a value "
+    "out of range, or something this device does not support; `reason` names which.",
+    "transport-unavailable": "No device transport (MQTT ingest) runs in this installation, so nothing "
+    "can be delivered to devices.",
 }
 
 

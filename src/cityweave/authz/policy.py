@@ -13,10 +13,11 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, exists, false, literal, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, literal, or_, select, true
 
 from cityweave.accounts.models import Role, RoleGrant, User
 from cityweave.audit.models import AuditRecord
+from cityweave.devices.registry.models import Device
 from cityweave.people.models import CareTag, HouseholdMember, Person
 from cityweave.places.models import Place
 
@@ -39,6 +40,8 @@ class Resource(enum.StrEnum):
     MEMBERSHIP = "membership"
     USER = "user"
     AUDIT = "audit"
+    DEVICE = "device"  # the registry record: see, claim/register, change, decommission
+    COMMAND = "command"  # telling a device to do something, and the log of who did
 
 
 A = Action
@@ -52,17 +55,22 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.PERSON: frozenset({A.READ, A.REVEAL_CONTACT}),
         Resource.CARE_TAG: frozenset({A.READ}),
         Resource.MEMBERSHIP: frozenset({A.READ}),
+        Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
+        Resource.COMMAND: frozenset({A.READ, A.CREATE}),
     },
     Role.GRID_WORKER: {
         Resource.PLACE: frozenset({A.READ, A.UPDATE}),
         Resource.PERSON: frozenset({A.READ, A.CREATE, A.UPDATE, A.REVEAL_CONTACT, A.REVEAL_ID}),
         Resource.CARE_TAG: frozenset({A.READ, A.CREATE, A.DELETE}),
         Resource.MEMBERSHIP: frozenset({A.READ, A.CREATE, A.DELETE}),
+        Resource.DEVICE: frozenset({A.READ}),
     },
     Role.PROPERTY_STAFF: {
         Resource.PLACE: frozenset({A.READ, A.CREATE, A.UPDATE}),
         Resource.PERSON: frozenset({A.READ, A.REVEAL_CONTACT}),
         Resource.MEMBERSHIP: frozenset({A.READ}),
+        Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
+        Resource.COMMAND: frozenset({A.READ, A.CREATE}),
     },
     Role.COMMUNITY_ADMIN: {
         Resource.PLACE: _ALL - {A.REVEAL_CONTACT, A.REVEAL_ID},
@@ -71,6 +79,8 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.MEMBERSHIP: frozenset({A.READ, A.CREATE, A.DELETE, A.IMPORT, A.EXPORT}),
         Resource.USER: frozenset({A.READ, A.CREATE, A.UPDATE}),
         Resource.AUDIT: frozenset({A.READ}),
+        Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
+        Resource.COMMAND: frozenset({A.READ, A.CREATE}),
     },
     Role.DEPARTMENT_OFFICER: {
         Resource.PLACE: frozenset({A.READ}),
@@ -82,6 +92,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.MEMBERSHIP: frozenset({A.READ}),
         Resource.USER: frozenset({A.READ, A.CREATE, A.UPDATE}),
         Resource.AUDIT: frozenset({A.READ}),
+        Resource.DEVICE: frozenset({A.READ}),
     },
     Role.PLATFORM_ADMIN: {resource: _ALL for resource in Resource},
 }
@@ -237,6 +248,32 @@ def _user_clause(paths: list[str], action: Action) -> ColumnElement[bool]:
     )
 
 
+HOUSEHOLD = "household"
+
+
+def _device_clause(paths: list[str], action: Action) -> ColumnElement[bool]:
+    """Devices at or under the scope; but a household's devices are the household's business.
+
+    Reading follows the place tree (a grid worker sees the alarms of the homes in the grid).
+    Changing a household's device, and commanding it or reading its command log (which says
+    when the family switched what), needs a grant on that very household: a community-wide grant
+    reaches the community's facility devices, not those inside homes. A device not yet in a
+    place (discovered) matches no path; see :func:`sees_unplaced_devices`.
+    """
+    if action is Action.READ:
+        return _within(Device.place_path, paths)
+    return or_(*(
+        and_(Device.place_path.startswith(p, autoescape=True),
+             or_(Device.place_kind != HOUSEHOLD, Device.place_path == p))
+        for p in paths
+    ))
+
+
+def _command_clause(paths: list[str], action: Action) -> ColumnElement[bool]:
+    # Commands are checked against their device: the household rule holds for reads too.
+    return _device_clause(paths, Action.CREATE)
+
+
 _SCOPE_CLAUSES: dict[Resource, Callable[[list[str], Action], ColumnElement[bool]]] = {
     Resource.PLACE: _place_clause,
     Resource.PERSON: _person_clause,
@@ -244,7 +281,32 @@ _SCOPE_CLAUSES: dict[Resource, Callable[[list[str], Action], ColumnElement[bool]
     Resource.MEMBERSHIP: lambda paths, _a: _within(HouseholdMember.household_path, paths),
     Resource.USER: _user_clause,
     Resource.AUDIT: lambda paths, _a: _within(AuditRecord.place_path, paths),
+    Resource.DEVICE: _device_clause,
+    Resource.COMMAND: _command_clause,
 }
+
+# Devices that announced themselves belong to no place until someone claims them, so no path
+# scope covers them. The people who install bridges and gateways see them: property staff and
+# community admins (whose announcements may come from any home they serve), and platform admins.
+# Residents claim their own device by its id (shown by the installer or the app), which is an
+# unguessable pairing code.
+UNPLACED_DEVICE_ROLES = frozenset({Role.PROPERTY_STAFF, Role.COMMUNITY_ADMIN, Role.PLATFORM_ADMIN})
+
+
+def sees_unplaced_devices(principal: Principal) -> bool:
+    return bool(principal.roles & UNPLACED_DEVICE_ROLES)
+
+
+def allows_device_at(principal: Principal, resource: Resource, action: Action, place_path: str,
+                     place_kind: str) -> bool:
+    """:func:`allows` for a device that is (or is about to be) at a place: the Python twin of
+    :func:`_device_clause`, for claims and registrations where no row is there to query yet."""
+    scope = principal.scope_paths(resource, action)
+    if scope is None:
+        return True
+    if action is Action.READ and resource is Resource.DEVICE:
+        return any(place_path.startswith(s) for s in scope)
+    return any(place_path.startswith(s) and (place_kind != HOUSEHOLD or place_path == s) for s in scope)
 
 
 def scope_clause(principal: Principal, resource: Resource, action: Action) -> ColumnElement[bool]:

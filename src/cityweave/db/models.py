@@ -3,6 +3,7 @@
 from cityweave.accounts.models import ApiKey, AuthToken, RoleGrant, User  # noqa: F401
 from cityweave.audit.models import AuditHead, AuditRecord  # noqa: F401
 from cityweave.db.base import Base
+from cityweave.ingest.receipts import IngestReceipt  # noqa: F401
 from cityweave.people.models import CareTag, HouseholdMember, Person  # noqa: F401
 from cityweave.places.models import Place  # noqa: F401
 

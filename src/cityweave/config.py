@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 10_485_760
 
+    # Device ingest (cityweave.ingest). No URL: an embedded broker on both loopbacks.
+    mqtt_url: str | None = Field(
+        default=None, description="external broker, e.g. mqtt://user:pass@127.0.0.1:1883"
+    )
+    mqtt_embedded_port: int = 1883  # 0, or taken: a free port is chosen
+    mqtt_client_id: str = "cityweave-ingest"
+    ingest_queue_size: int = Field(default=20_000, ge=1)
+    ingest_batch_size: int = Field(default=2_000, ge=1)
+    ingest_batch_ms: int = Field(default=50, ge=1)
+    ingest_heartbeat_seconds: int = Field(default=300, ge=1)
+
     # Logging.
     log_level: str = "INFO"
     log_json: bool = False

@@ -1,0 +1,137 @@
+"""The embedded MQTT broker: ``cityweave demo`` and a default ``serve`` need no external service.
+
+amqtt (pure Python, asyncio) runs in its own thread and event loop inside the CityWeave process.
+We bind the listening sockets ourselves with :func:`cityweave.net.bind_tcp` (127.0.0.1 and ::1 by
+default, so IPv6 as well as IPv4; ``::`` is explicitly dual-stack) and hand connections to amqtt as
+an "external" listener: amqtt's own bind parsing cannot open IPv6 literals. When the configured
+port is taken, a free one is chosen and reported (``EmbeddedBroker.port``).
+
+Limits, by design of an embedded broker: it speaks MQTT 3.1.1, keeps sessions in memory only
+(a restart of CityWeave restarts the broker and drops what it had queued) and manages a few
+thousand QoS 1 messages per second. Installations with real device fleets point
+``CITYWEAVE_MQTT_URL`` at Mosquitto, EMQX or similar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from functools import partial
+from typing import Any
+
+from cityweave.net import bind_tcp
+
+log = logging.getLogger("cityweave.ingest.broker")
+
+
+class EmbeddedBroker:
+    def __init__(self, hosts: str = "127.0.0.1,::1", port: int = 1883) -> None:
+        self.hosts = hosts
+        self.requested_port = port
+        self.port: int | None = None
+        self.sockets: list[socket.socket] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._broker: Any = None
+        self._servers: list[asyncio.AbstractServer] = []
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the embedded broker is not running")
+        return f"mqtt://127.0.0.1:{self.port}?protocol=311"
+
+    def _bind(self) -> list[socket.socket]:
+        if self.requested_port:
+            try:
+                return bind_tcp(self.hosts, self.requested_port)
+            except OSError as exc:
+                log.warning("MQTT port %d unavailable (%s); choosing a free port", self.requested_port, exc)
+        last: OSError | None = None
+        for _ in range(20):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+            probe.close()
+            try:
+                return bind_tcp(self.hosts, port)
+            except OSError as exc:
+                last = exc
+        raise OSError(f"no free port for the embedded MQTT broker: {last}")
+
+    def start(self, timeout: float = 15.0) -> None:
+        from amqtt.broker import Broker  # imported here: only the embedded setup needs it
+
+        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        logging.getLogger("transitions").setLevel(logging.WARNING)
+        self.sockets = self._bind()
+        self.port = self.sockets[0].getsockname()[1]
+        config = {
+            "listeners": {"default": {"type": "external"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+
+        async def boot() -> None:
+            self._broker = Broker(config, loop=loop)
+            await self._broker.start()
+            handler = partial(self._broker.stream_connected, listener_name="default")
+            for sock in self.sockets:
+                self._servers.append(await asyncio.start_server(handler, sock=sock))
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(boot())
+            except BaseException as exc:  # noqa: BLE001 - reported to start()
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="cityweave-mqtt-broker", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout) or failure:
+            self.stop()
+            raise RuntimeError(f"embedded MQTT broker did not start: {failure[0] if failure else 'timeout'}")
+        log.info("embedded MQTT broker on %s", ", ".join(_name(s) for s in self.sockets))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+
+        async def shutdown() -> None:
+            for server in self._servers:
+                server.close()
+            if self._broker is not None:
+                try:
+                    await asyncio.wait_for(self._broker.shutdown(), timeout)
+                except Exception:  # noqa: BLE001 - shutting down anyway
+                    log.debug("embedded broker shutdown", exc_info=True)
+
+        if loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout)
+            except Exception:  # noqa: BLE001
+                log.debug("embedded broker shutdown", exc_info=True)
+            loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for sock in self.sockets:
+            sock.close()
+        self._loop = None
+        self._thread = None
+        self._servers = []
+        self.port = None
+
+
+def _name(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

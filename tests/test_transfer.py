@@ -234,16 +234,17 @@ def test_dry_run_checks_everything_and_writes_nothing(client, world):
 
 def test_a_failure_while_writing_rolls_back_every_row_already_written(ctx: AppContext, monkeypatch):
     """Checks cannot see concurrent changes; the savepoint keeps the import whole regardless."""
-    real_create = places_service.create_place
+    monkeypatch.setattr(importer, "_PLACE_BATCH", 1)  # one place per write step
+    real_insert = places_service.insert_checked
     calls = []
 
-    def create_then_conflict(call: Call, data: Any) -> Place:
-        calls.append(data.id)
+    def insert_then_conflict(call: Call, batch: Any, **kwargs: Any) -> int:
+        calls.append(batch[0][0].id)
         if len(calls) == 3:
-            raise Conflict(f"a place with id {data.id!r} already exists")
-        return real_create(call, data)
+            raise Conflict(f"a place with id {batch[0][0].id!r} already exists")
+        return real_insert(call, batch, **kwargs)
 
-    monkeypatch.setattr(places_service, "create_place", create_then_conflict)
+    monkeypatch.setattr(places_service, "insert_checked", insert_then_conflict)
     with ctx.db.session() as session:  # commits: only the savepoint is rolled back
         report = importer.import_sheet(Call(ctx, session, Principal.system("test")), SheetKind.PLACES,
                                        csv_bytes(THREE_GOOD_ONE_BAD[:4]), filename="x.csv", locale="en")

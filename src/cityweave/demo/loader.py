@@ -21,10 +21,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityweave.accounts import service as accounts
@@ -45,6 +44,7 @@ from cityweave.people.schemas import MembershipIn, PersonCreate
 from cityweave.people.service import new_person
 from cityweave.places.models import ALLOWED_PARENTS, Place, PlaceKind
 from cityweave.places.schemas import PlaceCreate
+from cityweave.places.service import insert_checked
 
 # (stage, done, total): called after each batch; the CLI draws a Rich progress bar from it.
 Progress = Callable[[str, int, int], None]
@@ -122,18 +122,18 @@ def load(
 
 # -- places -----------------------------------------------------------------------------------------
 def load_places(call: Call, places: Sequence[PlaceSpec], progress: Progress) -> None:
-    """Validate each place as the API would, then insert in batches, parents first."""
+    """Validate each place as the API would, then insert in batches, parents first (one
+    summary audit record for the whole load, written by :func:`load`)."""
     kinds: dict[str, PlaceKind] = {}
-    now = call.now()
-    rows = [_place_row(spec, kinds, now) for spec in places]
+    checked = [_checked_place(spec, kinds) for spec in places]
     done = 0
-    for batch in _batches(rows, BATCH):
-        call.session.execute(insert(Place), batch)
+    for batch in _batches(checked, BATCH):
+        insert_checked(call, batch, audit=False)
         done += len(batch)
-        progress("places", done, len(rows))
+        progress("places", done, len(checked))
 
 
-def _place_row(spec: PlaceSpec, kinds: dict[str, PlaceKind], now: datetime) -> dict[str, Any]:
+def _checked_place(spec: PlaceSpec, kinds: dict[str, PlaceKind]) -> tuple[PlaceCreate, str]:
     data = PlaceCreate.model_validate({
         "id": spec.id, "kind": spec.kind, "parent_id": spec.parent_id, "name": spec.name,
         "name_en": spec.name_en, "code": spec.code, "facility_type": spec.facility_type,
@@ -145,9 +145,7 @@ def _place_row(spec: PlaceSpec, kinds: dict[str, PlaceKind], now: datetime) -> d
     if (spec.kind is PlaceKind.FACILITY) != (spec.facility_type is not None):
         raise ValueError(f"demo place {spec.id}: facilities, and only they, have a facility_type")
     kinds[spec.id] = spec.kind
-    row = data.model_dump(exclude={"geometry"})
-    row.update(path=spec.path, geometry=spec.geometry, created_at=now, updated_at=now)
-    return row
+    return data, spec.path
 
 
 # -- residents --------------------------------------------------------------------------------------

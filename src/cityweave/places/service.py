@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, insert, or_, select
 
 from cityweave.authz.policy import Action, Resource, Unauthorized, allows, check, scope_clause
 from cityweave.context import Call
@@ -87,6 +87,26 @@ def create_place(call: Call, data: PlaceCreate) -> Place:
     call.session.flush()
     call.audit("place.create", "place", place.id, place_path=path, details={"kind": str(data.kind)})
     return place
+
+
+def insert_checked(call: Call, places: Sequence[tuple[PlaceCreate, str]], *, audit: bool = True) -> int:
+    """Insert places whose parent, shape and scope the caller has already checked, as
+    ``(data, path)`` pairs with parents before children: the bulk path of the spreadsheet
+    importer and the demo loader. One multi-row INSERT instead of a lookup and a flush per
+    place; with ``audit`` each place still gets its own ``place.create`` record."""
+    now = call.now()
+    rows = []
+    for data, path in places:
+        row = data.model_dump(exclude={"geometry"})
+        row.update(path=path, geometry=data.geometry.model_dump() if data.geometry else None,
+                   created_at=now, updated_at=now)
+        rows.append(row)
+    if rows:
+        call.session.execute(insert(Place), rows)
+    if audit:
+        for data, path in places:
+            call.audit("place.create", "place", data.id, place_path=path, details={"kind": str(data.kind)})
+    return len(rows)
 
 
 def update_place(call: Call, place_id: str, data: PlaceUpdate) -> Place:

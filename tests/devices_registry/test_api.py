@@ -66,6 +66,7 @@ def test_discovered_devices_are_for_installers(client: TestClient, ctx: AppConte
     for role in (Role.PROPERTY_STAFF, Role.COMMUNITY_ADMIN, Role.PLATFORM_ADMIN):
         r = client.get("/api/v1/devices/discovered", headers=auth(world.token(role)))
         assert [d["id"] for d in r.json()["items"]] == [device_id], role
+        assert client.get(f"/api/v1/devices/{device_id}", headers=auth(world.token(role))).status_code == 200
     # A resident does not see it, but claims it into their home with the id the installer gave.
     _problem(client.get(f"/api/v1/devices/{device_id}", headers=auth(world.token(Role.RESIDENT))), 404, "not-found")
     r = client.post(f"/api/v1/devices/{device_id}/claim", json={"place_id": "ca-b1-u1-101", "name": "电水壶"},

@@ -129,3 +129,14 @@ def test_who_may_command(ctx: AppContext, world: World) -> None:
     with pytest.raises(Unauthorized):
         _send(ctx, home_plug, publisher=publisher, role=Role.GRID_WORKER, scope=CA + "ca-g1/")
     assert publisher.messages == []
+
+
+def test_the_transports_own_adapter_instances_encode(ctx: AppContext, world: World) -> None:
+    """A bridge on another base topic: the ingest's configured adapter decides the topic."""
+    publisher = RecordingPublisher()
+    z2m = create("zigbee2mqtt", base_topic="home-z2m")
+    with ctx.db.session() as session:
+        call = call_as(ctx, session, Role.RESIDENT, HOME)
+        commands.send_command(call, world.device_of_household["ca-b1-u1-101"], "on_off", True,
+                              publisher=publisher, adapters_by_name={"zigbee2mqtt": z2m})
+    assert publisher.messages[0].topic == "home-z2m/plug-ca-b1-u1-101/set"

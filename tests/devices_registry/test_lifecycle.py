@@ -12,7 +12,7 @@ from cityweave.accounts.models import Role
 from cityweave.audit.models import AuditRecord
 from cityweave.authz.policy import Principal, Unauthorized
 from cityweave.context import AppContext, Call
-from cityweave.devices.discovery import DiscoveredDevice
+from cityweave.devices.discovery import CapabilityRef, DiscoveredDevice
 from cityweave.devices.registry import service
 from cityweave.devices.registry.directory import DatabaseDirectory
 from cityweave.devices.registry.models import Device, DeviceStatus
@@ -259,3 +259,14 @@ def test_registry_sink_takes_a_batch_of_device_events(ctx: AppContext, world: Wo
             seen={plug_id: now + timedelta(seconds=1)}))
     with ctx.db.session() as session:
         assert session.get(Device, plug_id).online is True
+
+
+def test_announcements_without_a_storable_address_are_skipped(ctx: AppContext) -> None:
+    with ctx.db.session() as session:
+        now = ctx.clock.now()
+        assert service.record_discovered(session, DiscoveredDevice("homeassistant", "x" * 201), now) is None
+        assert service.record_discovered(session, DiscoveredDevice("homeassistant", ""), now) is None
+        long_endpoint = DiscoveredDevice("homeassistant", "node-1", name="n" * 300, model="m" * 300,
+                                         capabilities=(CapabilityRef("temperature", "sensor." + "e" * 150),))
+        device = service.record_discovered(session, long_endpoint, now)
+        assert device is not None and len(device.name) == 200 and len(device.model) == 200

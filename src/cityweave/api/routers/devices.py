@@ -100,13 +100,17 @@ def rotate_credentials(call: CallDep, device_id: DeviceIdPath) -> DeviceCredenti
 def send_command(call: CallDep, request: Request, device_id: DeviceIdPath, body: CommandIn) -> CommandOut:
     """Encode and publish a command. 202: the log entry, ``sent`` (confirmed later by the
     device's state echo, or ``timed_out``) or ``failed`` if the transport refused it. 503 when no
-    device transport runs in this installation."""
+    device transport runs in this installation.
+
+    The transport registers itself on ``app.state``: ``device_publisher`` (a Publisher), and
+    optionally ``command_tracker``, ``device_directory`` and ``device_adapters`` ({name: adapter})."""
     state = request.app.state
     row = commands.send_command(
         call, device_id, body.capability, body.value, body.endpoint,
         publisher=getattr(state, "device_publisher", None),
         tracker=getattr(state, "command_tracker", None),
         directory=getattr(state, "device_directory", None),
+        adapters_by_name=getattr(state, "device_adapters", None),
     )
     return CommandOut.model_validate(row)
 

@@ -12,7 +12,7 @@ with a ManualClock; :func:`apply_outcomes` writes what it decided to the command
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from cityweave.clock import Clock
 from cityweave.context import Call
 from cityweave.db.base import new_id
 from cityweave.devices import adapters
+from cityweave.devices.adapters import VendorAdapter
 from cityweave.devices.binding import DeviceDirectory, InMemoryDirectory
 from cityweave.devices.command import Command, CommandRejected, ExpectedEcho
 from cityweave.devices.reading import CommandAck, Reading
@@ -77,18 +78,23 @@ def send_command(
     publisher: Publisher | None,
     tracker: CommandTracker | None = None,
     directory: DeviceDirectory | None = None,
+    adapters_by_name: Mapping[str, VendorAdapter] | None = None,
 ) -> DeviceCommand:
     """Send one command and log it. Errors, in order: 404 (device not visible), 403 (may not
     command it), 409 (not in service), 422 (capability unknown, read-only, value out of range or
     not supported by this device), 503 (no transport). A transport failure after logging is not an
-    error of the request: the log entry says ``failed``."""
+    error of the request: the log entry says ``failed``.
+
+    ``adapters_by_name`` are the transport's own adapter instances, configured as it runs them
+    (Zigbee2MQTT base topic, Shelly client id); without them a default instance encodes."""
     device = service.get_device(call, device_id, Action.CREATE, Resource.COMMAND)
     if device.status not in BOUND_STATUSES:
         raise Conflict(f"device {device_id!r} is {device.status.value}; only claimed or active devices take commands")
     command = Command.create(device.id, capability, value, endpoint, command_id=new_id("cmd"))
     _offered(device, command)
     binding = service.binding_of(device)
-    adapter = adapters.create(device.adapter, directory=directory or InMemoryDirectory([binding]))
+    adapter = (adapters_by_name or {}).get(device.adapter) or adapters.create(
+        device.adapter, directory=directory or InMemoryDirectory([binding]))
     encoded = adapter.encode(command, binding)
     if publisher is None:
         raise TransportUnavailable("no device transport running: start the ingest service to send commands")

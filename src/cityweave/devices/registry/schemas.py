@@ -28,6 +28,14 @@ class CapabilityRefModel(BaseModel):
     writable: bool = False
 
 
+class CapabilityRefOut(BaseModel):
+    """As stored: announcements may name endpoints longer than hand input is allowed to."""
+
+    capability: str
+    endpoint: str | None = None
+    writable: bool = False
+
+
 class DeviceClaim(InputModel):
     """Accept a discovered device into a household or a facility."""
 
@@ -72,7 +80,7 @@ class DeviceOut(BaseModel):
     model: str | None
     firmware: str | None
     protocol: Protocol
-    capabilities: list[CapabilityRefModel]
+    capabilities: list[CapabilityRefOut]
     place_id: str | None
     place_path: str | None
     status: DeviceStatus

@@ -51,6 +51,7 @@ from cityweave.places.models import Place, PlaceKind
 from cityweave.places.service import get_place
 
 TOKEN_PREFIX = "cwd_"
+MAX_ADDRESS = 200  # the column's length
 DEVICE_PLACE_KINDS = (PlaceKind.HOUSEHOLD, PlaceKind.FACILITY)
 # The radio a vendor ecosystem speaks when the announcement does not say.
 PROTOCOL_BY_ADAPTER: dict[str, Protocol] = {
@@ -181,6 +182,8 @@ def record_discovered(session: Session, discovered: DiscoveredDevice, now: datet
     withdrawal (``removed``) retires a device nobody claimed yet; a claimed device stays, because a
     person decided to keep it, and is only marked offline.
     """
+    if not discovered.address or len(discovered.address) > MAX_ADDRESS:
+        return None  # no vendor id we could store, so nothing to bind it by later
     device = _live(session, discovered.adapter, discovered.address)
     if discovered.removed:
         if device is None:

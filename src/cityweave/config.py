@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     ingest_batch_ms: int = Field(default=50, ge=1)
     ingest_heartbeat_seconds: int = Field(default=300, ge=1)
 
+    # Telemetry retention (days); hour rollups are kept forever unless a limit is given.
+    telemetry_raw_days: int = Field(default=30, ge=1)
+    telemetry_minute_days: int = Field(default=180, ge=1)
+    telemetry_hour_days: int | None = Field(default=None, ge=1)
+
     # Logging.
     log_level: str = "INFO"
     log_json: bool = False

@@ -6,5 +6,6 @@ from cityweave.db.base import Base
 from cityweave.ingest.receipts import IngestReceipt  # noqa: F401
 from cityweave.people.models import CareTag, HouseholdMember, Person  # noqa: F401
 from cityweave.places.models import Place  # noqa: F401
+from cityweave.telemetry import models as telemetry_models  # noqa: F401
 
 metadata = Base.metadata

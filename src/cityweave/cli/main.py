@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cityweave import __version__
-from cityweave.cli import demo_cmd, transfer_cmds
+from cityweave.cli import demo_cmd, simulate_cmd, transfer_cmds
 from cityweave.cli.common import (
     DataDirOption,
     HostOption,
@@ -197,6 +197,7 @@ def audit_verify(data_dir: DataDirOption = None) -> None:
 
 # -- spreadsheets: `import` and `export` (cli/transfer_cmds.py) ---------------------------------------
 transfer_cmds.register(app)
+simulate_cmd.register(app)  # `simulate`: virtual devices over MQTT (cli/simulate_cmd.py)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

@@ -210,3 +210,26 @@ def test_cli_reports_an_unreachable_broker() -> None:
                                       "--broker", "mqtt://127.0.0.1:9"])
     assert result.exit_code == 1
     assert "cannot reach MQTT broker" in result.output
+
+
+def test_background_simulation_for_the_demo_starts_and_stops() -> None:
+    _need_mosquitto()
+    from cityweave.simulator.runner import start_background
+
+    fleet = build_fleet(synthetic_households(5, 8, prefix=f"t{uuid.uuid4().hex[:6]}"), 8)
+    ours = {d.id for d in fleet.devices}
+    adapters = create_all(directory=bind_fleet(fleet))
+    with Listener() as listener:
+        background = start_background(BROKER, fleet=fleet, rate=100, speed=60, announce=False)
+        time.sleep(1.0)
+        assert background.running
+        summary = background.stop()
+        time.sleep(0.5)
+    _clear_retained([f"cityweave/v1/{d.id}/state" for d in fleet.of_vendor("native")])
+    assert not background.running and background.error is None
+    assert summary is not None and summary.stopped_by == "stop" and 50 <= summary.messages <= 130
+    with listener.lock:
+        mine = [r for topic, payload, _ in listener.messages
+                if (a := adapter_for_topic(adapters, topic)) is not None
+                and (r := a.decode(topic, payload, datetime.now(UTC))).device_key in ours]
+    assert len(mine) == summary.messages

@@ -251,11 +251,14 @@ def publish_all(client: Any, messages: Sequence[Outgoing], qos: int) -> None:
 def run(schedule: Schedule | Iterator[Planned], broker_url: str, *, qos: int = 0, duration: float | None = None,
         max_messages: int | None = None, announce: Sequence[Outgoing] = (),
         stop: threading.Event | None = None, progress: Callable[[RunSummary], None] | None = None,
-        progress_every: float = 0.5, handle_signals: bool = True, client: Any = None) -> RunSummary:
+        progress_every: float = 0.5, handle_signals: bool = True, client: Any = None,
+        retain: bool | None = None) -> RunSummary:
     """Publish ``schedule`` until ``duration`` seconds, ``max_messages`` messages, a signal or ``stop``.
 
     The rate comes from the schedule (its ``rate``); ``announce`` is published first, unpaced.
-    SIGINT and SIGTERM end the run cleanly (when called from the main thread).
+    SIGINT and SIGTERM end the run cleanly (when called from the main thread). ``retain``
+    overrides the ecosystems' own retain flags of the device messages (``False`` for benchmarks,
+    whose retained states would outlive them on the broker).
     """
     if qos not in (0, 1):
         raise ValueError("qos must be 0 or 1")
@@ -295,7 +298,8 @@ def run(schedule: Schedule | Iterator[Planned], broker_url: str, *, qos: int = 0
             else:
                 summary.max_lag = max(summary.max_lag, now - due)
             for message in planned.messages:
-                last = client.publish(message.topic, message.payload, qos=qos, retain=message.retain)
+                last = client.publish(message.topic, message.payload, qos=qos,
+                                      retain=message.retain if retain is None else retain)
             summary.messages += len(planned.messages)
             summary.reports += 1
             summary.by_vendor[planned.device.vendor] += len(planned.messages)
@@ -353,16 +357,20 @@ def open_loop_schedule(devices: int = 10_000, *, rate: float = 1000.0, seed: int
 
 def run_open_loop(broker_url: str | None = None, *, rate: float = 1000.0, devices: int = 10_000,
                   duration: float = 10.0, qos: int = 0, seed: int = 1, announce: bool = False,
-                  stop: threading.Event | None = None,
+                  stop: threading.Event | None = None, retain: bool = False,
                   progress: Callable[[RunSummary], None] | None = None) -> RunSummary:
-    """Publish the open-loop schedule for ``duration`` seconds; the summary says what went out."""
+    """Publish the open-loop schedule for ``duration`` seconds; the summary says what went out.
+
+    Nothing is retained unless ``retain`` (native states are retained by their format, and
+    thousands of them would stay on the broker after the benchmark).
+    """
     schedule = open_loop_schedule(devices, rate=rate, seed=seed)
     intro: list[Outgoing] = []
     if announce:
         rng = random.Random(f"announce:{seed}")
         intro = announcements(schedule.devices, schedule.start, lambda d: sample(d, schedule.start, rng))
     return run(schedule, broker_url or default_broker_url(), qos=qos, duration=duration, announce=intro,
-               stop=stop, progress=progress, handle_signals=False)
+               stop=stop, progress=progress, handle_signals=False, retain=None if retain else False)
 
 
 # -- in the background, for the demo ---------------------------------------------------------------------

@@ -57,6 +57,22 @@ def test_slots_follow_rate_and_speed() -> None:
             break
 
 
+def test_accelerated_runs_stamp_payloads_with_the_wall_clock() -> None:
+    clock = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+    fleet = build_fleet(synthetic_households(10, 1), 1)
+    schedule = Schedule(fleet.devices, rate=10, speed=3600, start=START, clock_start=clock, urgent_events=False)
+    checked = 0
+    for planned in schedule:
+        if planned.device.vendor == "native":
+            body = orjson.loads(planned.messages[0].payload)
+            assert body["ts"] == int((clock + timedelta(seconds=planned.slot / 10)).timestamp() * 1000)
+            assert planned.when == START + timedelta(hours=planned.slot / 10)  # behaviour: an hour per slot
+            checked += 1
+        if planned.slot > 300:
+            break
+    assert checked > 5
+
+
 def test_alarms_are_reported_when_they_start_not_at_the_next_turn() -> None:
     config = BehaviourConfig(smoke_per_day=1.0)
     fleet = build_fleet(synthetic_households(30, 2), 2)

@@ -86,6 +86,11 @@ class Planned:
 class Schedule:
     """The deterministic sequence of reports for a fleet.
 
+    Two clocks: the behaviour follows the simulated one (``start``, ``speed`` times faster), the
+    payloads' own timestamps the schedule's wall clock (``clock_start``, real time), so an
+    accelerated run never hands the platform readings from the future. Both default to ``start``
+    (or now), which makes a schedule with a given start fully reproducible.
+
     ``urgent_events=False`` gives a plain round robin (the benchmark's open loop); ``shuffle``
     orders the round robin by a seeded permutation rather than fleet order, so one household's
     devices do not all report back to back.
@@ -93,7 +98,7 @@ class Schedule:
 
     def __init__(self, devices: Sequence[VirtualDevice], *, rate: float, speed: float = 1.0,
                  start: datetime | None = None, seed: int = 1, config: BehaviourConfig = DEFAULT_CONFIG,
-                 urgent_events: bool = True, shuffle: bool = True) -> None:
+                 urgent_events: bool = True, shuffle: bool = True, clock_start: datetime | None = None) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         if not devices:
@@ -103,6 +108,7 @@ class Schedule:
             random.Random(f"order:{seed}").shuffle(self.devices)
         self.rate, self.speed, self.config = rate, speed, config
         self.start = (start or datetime.now(UTC)).astimezone(UTC)
+        self.clock_start = (clock_start or self.start).astimezone(UTC)
         self.rng = random.Random(f"noise:{seed}")
         self.urgent_events = urgent_events
         self._homes: dict[str, list[VirtualDevice]] = {}
@@ -114,7 +120,12 @@ class Schedule:
         self._tie = 0
 
     def when(self, slot: int) -> datetime:
+        """The simulated time of slot ``slot``."""
         return self.start + timedelta(seconds=self.speed * slot / self.rate)
+
+    def stamp(self, slot: int) -> datetime:
+        """The wall-clock time slot ``slot`` is due: what devices write into their payloads."""
+        return self.clock_start + timedelta(seconds=slot / self.rate)
 
     def _plan_day(self, when: datetime) -> None:
         """Queue the reports of every alarm starting or ending on ``when``'s local day."""
@@ -158,7 +169,8 @@ class Schedule:
                 device = self.devices[turn % count]
                 turn += 1
             values = sample(device, measured, self.rng, self.config)
-            messages = encode(device, values, measured, slot)
+            stamp = self.stamp(slot) if self.speed != 1.0 or self.clock_start != self.start else measured
+            messages = encode(device, values, stamp, slot)
             yield Planned(slot, measured, device, messages)
             slot += len(messages)
 
@@ -333,11 +345,12 @@ def simulate(fleet: Fleet, broker_url: str | None = None, *, rate: float = 100.0
              stop: threading.Event | None = None, progress: Callable[[RunSummary], None] | None = None,
              handle_signals: bool = True) -> RunSummary:
     """Simulate ``fleet`` against a broker: what ``cityweave simulate`` does."""
-    schedule = Schedule(fleet.devices, rate=rate, speed=speed, start=start, seed=fleet.seed, config=config)
+    schedule = Schedule(fleet.devices, rate=rate, speed=speed, start=start, seed=fleet.seed, config=config,
+                        clock_start=datetime.now(UTC))
     intro: list[Outgoing] = []
     if announce:
         rng = random.Random(f"announce:{fleet.seed}")
-        intro = announcements(fleet, schedule.start, lambda d: sample(d, schedule.start, rng, config))
+        intro = announcements(fleet, schedule.clock_start, lambda d: sample(d, schedule.start, rng, config))
     return run(schedule, broker_url or default_broker_url(), qos=qos, duration=duration,
                max_messages=max_messages, announce=intro, stop=stop, progress=progress,
                handle_signals=handle_signals)
@@ -405,10 +418,11 @@ class BackgroundSimulation:
 
 
 def start_background(broker_url: str | None = None, *, fleet: Fleet | None = None, rate: float = 50.0,
-                     speed: float = 60.0, seed: int = 1, announce: bool = True, **options: Any) -> BackgroundSimulation:
+                     speed: float = 1.0, seed: int = 1, announce: bool = True, **options: Any) -> BackgroundSimulation:
     """Run the demo district's devices against ``broker_url`` until stopped (for ``cityweave demo``).
 
-    Defaults: every occupied demo household, 50 messages/s, one simulated hour per real minute,
+    Defaults: every occupied demo household, 50 messages/s (each device about every four
+    minutes), real time (the lights go on when it gets dark outside the demo's window too),
     announcements first so a registry can discover the devices.
     """
     from cityweave.simulator.fleet import build_fleet, demo_households

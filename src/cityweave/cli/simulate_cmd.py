@@ -38,7 +38,8 @@ def simulate(
     start: Annotated[datetime | None, typer.Option(
         help="simulated start time, e.g. 2026-03-02T18:00:00+08:00 (default: now)")] = None,
     alarms: Annotated[float, typer.Option(
-        min=0.0, help="multiply the rates of smoke, gas, leak, SOS and fall events (e.g. 100 for a lively demo)")] = 1.0,
+        min=0.0, help="multiply the rates of smoke, gas, leak, SOS and fall events (100: a lively demo)",
+    )] = 1.0,
 ) -> None:
     """Run virtual devices (Zigbee2MQTT, Tasmota, Shelly, Tuya, Home Assistant, native) over MQTT.
 

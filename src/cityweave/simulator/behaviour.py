@@ -417,7 +417,7 @@ def sample(device: VirtualDevice, when: datetime, rng: random.Random,
         cooking = _cooking(home, m)
         people = room_activity(home, "living_room", m, config) * home.occupants
         values = {"co2": round(430 + 260 * people + 350 * cooking + rng.gauss(0, 8)),
-                  "pm2_5": round(_clamp(18 + 10 * _season(m) * -1 + 110 * cooking + rng.gauss(0, 2), 1, 900)),
+                  "pm2_5": round(_clamp(18 - 10 * _season(m) + 110 * cooking + rng.gauss(0, 2), 1, 900)),  # hazier winters
                   "tvoc": round(_clamp(120 + 500 * cooking + 40 * people + rng.gauss(0, 6), 5, 5000)),
                   "formaldehyde": round(0.02 + 0.03 * stable_constant("hcho", device.id) + 0.02 * cooking, 3),
                   "temperature": _temperature(device, m, rng), "humidity": _humidity(device, m, rng)}
@@ -425,10 +425,12 @@ def sample(device: VirtualDevice, when: datetime, rng: random.Random,
         values = {"emergency_call": sos_event(home, m, config), "battery": _battery(device, m)}
     elif kind == FALL_RADAR:
         fallen = fall_event(home, m, config)
-        present = fallen or _bucket_on("radar", device, m.minute // 3, min(1.0, 2.5 * room_activity(home, device.room, m, config)))
+        chance = min(1.0, 2.5 * room_activity(home, device.room, m, config))
+        present = fallen or _bucket_on("radar", device, m.minute // 3, chance)
         values = {"presence": present, "fall_state": "fall" if fallen else "none"}
         if present:
-            values["heart_rate"] = round(70 + 12 * stable_constant("hr", device.id) + rng.gauss(0, 3) + (25 if fallen else 0))
+            pulse = 70 + 12 * stable_constant("hr", device.id) + (25 if fallen else 0)
+            values["heart_rate"] = round(pulse + rng.gauss(0, 3))
             values["respiration_rate"] = round(15 + 3 * stable_constant("rr", device.id) + rng.gauss(0, 1))
     elif kind == PRESENCE:
         present = _bucket_on("presence", device, m.minute // 5,

@@ -480,7 +480,8 @@ def tuya_description(device: VirtualDevice) -> dict[str, Any]:
 
 
 # == Home Assistant MQTT discovery ==========================================================================
-def _sensor(name: str, device_class: str, unit: str | None, member: str, state_class: str = "measurement") -> dict[str, Any]:
+def _sensor(name: str, device_class: str, unit: str | None, member: str,
+            state_class: str = "measurement") -> dict[str, Any]:
     config = {"p": "sensor", "name": name, "dev_cla": device_class, "stat_cla": state_class,
               "val_tpl": f"{{{{ value_json.{member} }}}}"}
     if unit is not None:
@@ -677,7 +678,8 @@ def announcements(fleet: Fleet | Iterable[VirtualDevice], when: datetime,
             params = shelly_full_status(device, sample(device), when)
             messages.append(Outgoing(f"{device.shelly_id}/online", b"true", retain=True))
             messages.append(Outgoing(f"{device.shelly_id}/events/rpc",
-                                     _shelly_frame(device, "NotifyFullStatus", {"ts": round(_epoch(when), 2), **params})))
+                                     _shelly_frame(device, "NotifyFullStatus",
+                                                   {"ts": round(_epoch(when), 2), **params})))
         elif device.vendor == HOMEASSISTANT:
             messages.append(ha_discovery(device))
         elif device.vendor == NATIVE:

@@ -39,7 +39,7 @@ from cityweave.simulator.fleet import (
     VirtualDevice,
 )
 from cityweave.simulator.payloads import announcements, encode
-from cityweave.simulator.registry import bind_fleet
+from cityweave.simulator.registry import bind_fleet, discover_fleet
 
 START = datetime(2026, 5, 11, 0, 0, tzinfo=CHINA)
 LIVELY = BehaviourConfig(smoke_per_day=1.0, gas_per_day=1.0, leak_per_day=1.0, sos_per_day=1.0,
@@ -81,7 +81,7 @@ def decoded() -> dict[str, list[DecodeResult]]:
     adapters = create_all(directory=directory)
     rng = random.Random(11)
     results: dict[str, list[DecodeResult]] = defaultdict(list)
-    moments = [START + timedelta(minutes=step) for step in range(0, 2 * 24 * 60, 4)]
+    moments = [START + timedelta(minutes=step) for step in range(0, 2 * 24 * 60, 5)]
     for day in range(2):  # the middle of every event, short ones (an SOS press) included
         for home in fleet.households:
             for kind in EVENTS:
@@ -191,3 +191,20 @@ def test_auto_bound_adapters_read_the_self_describing_vendors() -> None:
             assert adapter is not None
             result = adapter.decode(message.topic, message.payload, when)
             assert result.readings and not result.rejections, (device.id, result.rejections)
+
+
+def test_the_demo_district_fits_its_announcements_and_is_discovered() -> None:
+    """What the demo loads: one Zigbee2MQTT device list for ~3,000 devices stays under the
+    adapters' discovery limit, and (on a slice, for speed) every device is discovered."""
+    from cityweave.devices.adapters.base import DEFAULT_MAX_DISCOVERY_PAYLOAD
+    from cityweave.simulator.fleet import build_fleet, demo_households
+
+    homes = demo_households()
+    fleet = build_fleet(homes, 1)
+    rng = random.Random(1)
+    sizes = {m.topic: len(m.payload) for m in announcements(fleet, START, lambda d: sample(d, START, rng))}
+    assert 1_000_000 < sizes["zigbee2mqtt/bridge/devices"] < DEFAULT_MAX_DISCOVERY_PAYLOAD
+    part = build_fleet(homes[:80], 1)
+    found = discover_fleet(part, when=START)
+    assert set(found) == {d.id for d in part.devices}
+    assert all(found[d.id].address == d.address and found[d.id].device_type for d in part.devices)

@@ -15,25 +15,25 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from cityweave.devices.adapters import VendorAdapter, create_all
+from cityweave.devices.adapters import VendorAdapter, create_all, topic_matches
 from cityweave.devices.binding import InMemoryDirectory
 from cityweave.devices.discovery import DiscoveredDevice
 from cityweave.devices.types import infer
 from cityweave.simulator.behaviour import sample
-from cityweave.simulator.fleet import SHELLY, TUYA, Fleet, VirtualDevice
+from cityweave.simulator.fleet import SHELLY, TUYA, Fleet
 from cityweave.simulator.payloads import announcements, description
 
 
-def bind_fleet(fleet: Fleet, directory: InMemoryDirectory | None = None,
-               adapters: Iterable[VendorAdapter] | None = None,
-               when: datetime | None = None) -> InMemoryDirectory:
-    """Bind every device of ``fleet`` (device key = virtual device id) into ``directory``.
+def discover_fleet(fleet: Fleet, adapters: Iterable[VendorAdapter] | None = None,
+                   when: datetime | None = None) -> dict[str, DiscoveredDevice]:
+    """``{virtual device id: what its adapter discovered}`` for every device of ``fleet``.
 
-    Raises ``LookupError`` naming the devices no adapter discovered: a simulator whose devices
-    cannot be discovered is broken, and silence would hide it.
+    What a registry would record as discovered; a device's household is
+    ``fleet.device(id).household.id``, the place to claim it into. Raises ``LookupError``
+    naming the devices no adapter discovered: a simulator whose devices cannot be discovered is
+    broken, and silence would hide it.
     """
-    directory = directory if directory is not None else InMemoryDirectory()
-    adapters = list(adapters) if adapters is not None else create_all(directory=directory)
+    adapters = list(adapters) if adapters is not None else create_all(directory=InMemoryDirectory())
     by_name = {adapter.name: adapter for adapter in adapters}
     when = when or datetime.now(UTC)
     rng = random.Random(fleet.seed)
@@ -42,26 +42,32 @@ def bind_fleet(fleet: Fleet, directory: InMemoryDirectory | None = None,
     for message in announcements(fleet, when, lambda d: sample(d, when, rng)):
         for adapter in adapters:
             if adapter.handles(message.topic) and any(
-                    _matches(p, message.topic) for p in adapter.discovery_topics()):
+                    topic_matches(p, message.topic) for p in adapter.discovery_topics()):
                 found.extend(adapter.decode(message.topic, message.payload, when).discovered)
                 break
     for device in fleet.devices:
-        if device.vendor in (TUYA, SHELLY):
+        if device.vendor in (TUYA, SHELLY):  # richer out of band (Tuya: only out of band)
             document = description(device, sample(device, when, rng), when)
             assert document is not None
             found.append(by_name[device.vendor].discover(document, address=device.address))
-    merged: dict[tuple[str, str], DiscoveredDevice] = {}
+    merged: dict[str, DiscoveredDevice] = {}
     for discovered in found:
-        where = (discovered.adapter, discovered.address)
-        if where in keys and not discovered.removed:
-            merged[where] = _merge(merged[where], discovered) if where in merged else discovered
-    bound: set[str] = set()
-    for where, discovered in merged.items():
-        directory.add(discovered.bind(keys[where]))
-        bound.add(keys[where])
-    missing = [d.id for d in fleet.devices if d.id not in bound]
+        key = keys.get((discovered.adapter, discovered.address))
+        if key is not None and not discovered.removed:
+            merged[key] = _merge(merged[key], discovered) if key in merged else discovered
+    missing = [d.id for d in fleet.devices if d.id not in merged]
     if missing:
         raise LookupError(f"{len(missing)} simulated devices were not discovered, e.g. {missing[:5]}")
+    return merged
+
+
+def bind_fleet(fleet: Fleet, directory: InMemoryDirectory | None = None,
+               adapters: Iterable[VendorAdapter] | None = None,
+               when: datetime | None = None) -> InMemoryDirectory:
+    """Bind every device of ``fleet`` (device key = virtual device id) into ``directory``."""
+    directory = directory if directory is not None else InMemoryDirectory()
+    for key, discovered in discover_fleet(fleet, adapters, when).items():
+        directory.add(discovered.bind(key))
     return directory
 
 
@@ -77,14 +83,3 @@ def _merge(first: DiscoveredDevice, later: DiscoveredDevice) -> DiscoveredDevice
     device_type = infer(names, f"{base.description or ''} {base.model or ''}") or base.device_type
     return replace(base, capabilities=refs, device_type=device_type,
                    profile={**extra.profile, **base.profile})
-
-
-def _matches(pattern: str, topic: str) -> bool:
-    from cityweave.devices.adapters import topic_matches
-
-    return topic_matches(pattern, topic)
-
-
-def device_key(device: VirtualDevice) -> str:
-    """The device key :func:`bind_fleet` uses."""
-    return device.id

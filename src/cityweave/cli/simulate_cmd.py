@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def simulate(
     broker: Annotated[str | None, typer.Option(
-        help="MQTT broker URL, mqtt://[user:pass@]host[:port] or mqtts://; "
+        help="MQTT broker URL, mqtt://\\[user:pass@]host\\[:port] or mqtts://; "
              "default CITYWEAVE_MQTT_URL, else mqtt://127.0.0.1:1883")] = None,
     households: Annotated[int | None, typer.Option(
         min=1, help="simulate this many invented households (default: the demo district's)")] = None,

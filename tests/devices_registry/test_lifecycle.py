@@ -270,3 +270,20 @@ def test_announcements_without_a_storable_address_are_skipped(ctx: AppContext) -
                                          capabilities=(CapabilityRef("temperature", "sensor." + "e" * 150),))
         device = service.record_discovered(session, long_endpoint, now)
         assert device is not None and len(device.name) == 200 and len(device.model) == 200
+
+
+def test_http_ingest_token_verifier(ctx: AppContext) -> None:
+    from cityweave.devices.registry.verifier import DatabaseTokenVerifier
+
+    with ctx.db.session() as session:
+        device, _, token = service.register(call_as(ctx, session, Role.RESIDENT, HOME), plug("ca-b1-u1-101", 55))
+        device_id = device.id
+    verifier = DatabaseTokenVerifier(ctx.db, ctx.clock)
+    binding = verifier.verify(token)
+    assert binding is not None and binding.device_key == device_id and binding.adapter == "zigbee2mqtt"
+    assert verifier.verify(token + "x") is None and verifier.verify("") is None and verifier.verify("x" * 500) is None
+    with ctx.db.session() as session:
+        used = text("SELECT last_used_at FROM device_credentials WHERE device_id = :d")
+        assert session.execute(used, {"d": device_id}).scalar_one() is not None
+        service.decommission(call_as(ctx, session, Role.RESIDENT, HOME), device_id)
+    assert verifier.verify(token) is None

@@ -1,0 +1,31 @@
+"""Device tokens for HTTP ingest, checked against the registry.
+
+Implements ``cityweave.ingest.http_ingest.DeviceTokenVerifier`` (structurally): a token maps to
+the binding of a claimed or active device, or to None when it is wrong, revoked, or its device is
+not in service. Each check is its own short transaction, so ``last_used_at`` is recorded.
+"""
+
+from __future__ import annotations
+
+from cityweave.clock import Clock
+from cityweave.db.engine import Database
+from cityweave.devices.binding import DeviceBinding
+from cityweave.devices.registry.service import binding_of, verify_token
+from cityweave.errors import AuthenticationFailed
+
+MAX_TOKEN_LENGTH = 200
+
+
+class DatabaseTokenVerifier:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    def verify(self, token: str) -> DeviceBinding | None:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        try:
+            with self._db.session() as session:
+                return binding_of(verify_token(session, token, self._clock.now()))
+        except AuthenticationFailed:
+            return None

@@ -16,7 +16,7 @@ from cityweave.telemetry import query
 from cityweave.telemetry.models import (
     HOUR_MS, MINUTE_MS, device_state, readings, readings_1h, readings_1m, telemetry_watermarks,
 )
-from cityweave.telemetry.store import TelemetryStore, prune, relocate
+from cityweave.telemetry.store import TelemetryStore, forget_device, prune, relocate
 from cityweave.telemetry.values import to_ms
 from tests.telemetry.support import T0, at, brute_force, raw_rows, reading
 
@@ -169,24 +169,35 @@ def test_rollups_equal_a_brute_force_aggregation_of_the_raw_rows(ctx: AppContext
 def test_prune_removes_only_rows_past_their_retention(ctx: AppContext) -> None:
     day = 86_400
     write(ctx, [reading("d", "temperature", float(n), n * day) for n in range(0, 12)])
+    write(ctx, [reading("e", "on_off", n % 2 == 0, n * day, endpoint="l1") for n in range(0, 12)])
     now = at(12 * day)
     with ctx.db.session() as session:
         counts = prune(session, now, raw_days=3, minute_days=6, hour_days=None, chunk_rows=2)
     # raw keeps days 9, 10, 11 (ts >= now - 3 days); minute rollups keep 6..11; hours keep all.
-    assert (counts.raw, counts.minute, counts.hour) == (9, 6, 0)
+    assert (counts.raw, counts.minute, counts.hour) == (18, 12, 0)
     with ctx.db.session() as session:
-        assert sorted(r for (r,) in session.execute(select(readings.c.num))) == [9.0, 10.0, 11.0]
+        kept = session.execute(select(readings.c.device_key, readings.c.ts_ms)).all()
+        assert sorted(kept) == sorted((d, to_ms(at(n * day))) for d in "de" for n in (9, 10, 11))
         minute_buckets = sorted(r for (r,) in session.execute(select(readings_1m.c.bucket_ms)))
-        assert minute_buckets == [to_ms(at(n * day)) for n in range(6, 12)]
-        assert session.execute(select(func.count()).select_from(readings_1h)).scalar_one() == 12
+        assert minute_buckets == sorted(to_ms(at(n * day)) for n in range(6, 12) for _ in "de")
+        assert session.execute(select(func.count()).select_from(readings_1h)).scalar_one() == 24
         marks = dict(session.execute(select(telemetry_watermarks.c.level, telemetry_watermarks.c.pruned_before_ms)).all())
     assert marks == {"raw": to_ms(now - timedelta(days=3)), "1m": to_ms(now - timedelta(days=6))}
     # The state is not telemetry history: pruning never removes it.
-    assert count(ctx, device_state) == 1
+    assert count(ctx, device_state) == 2
 
     with ctx.db.session() as session:
         counts = prune(session, now, raw_days=30, minute_days=30, hour_days=10)
-        assert (counts.raw, counts.minute, counts.hour) == (0, 0, 2)
+        assert (counts.raw, counts.minute, counts.hour) == (0, 0, 4)
         marks = dict(session.execute(select(telemetry_watermarks.c.level, telemetry_watermarks.c.pruned_before_ms)).all())
     # A longer window later does not move a watermark back: that data is gone.
     assert marks["raw"] == to_ms(now - timedelta(days=3))
+
+
+def test_forget_device_deletes_its_rows_and_nothing_else(ctx: AppContext) -> None:
+    write(ctx, [reading(d, "temperature", 1.0, s) for d in ("gone", "kept") for s in (1, 90, 4000)])
+    with ctx.db.session() as session:
+        assert forget_device(session, "gone") == 3 + 3 + 2 + 1  # raw, minutes, hours, state
+    for table, rows in ((readings, 3), (readings_1m, 3), (readings_1h, 2), (device_state, 1)):
+        with ctx.db.session() as session:
+            assert [d for (d,) in session.execute(select(table.c.device_key))] == ["kept"] * rows

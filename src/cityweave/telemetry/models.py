@@ -82,9 +82,9 @@ readings = Table(
     Column("num", Float, nullable=True),
     Column("text", Text, nullable=True),
     Column("quality", String(16), nullable=False),
+    # The only index: range scans of one series. Retention walks it series by series rather
+    # than paying a second index (on ts_ms) on every insert; see store._prune_raw.
     Index("ix_readings_series_ts", "device_key", "capability", "endpoint", "ts_ms"),
-    # For retention: delete "everything older than" in chunks without scanning the table.
-    Index("ix_readings_ts_ms", "ts_ms"),
 )
 
 

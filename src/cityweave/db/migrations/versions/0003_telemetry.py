@@ -71,7 +71,6 @@ def upgrade() -> None:
     sa.Column('quality', sa.String(length=16), nullable=False),
     )
     op.create_index('ix_readings_series_ts', 'readings', ['device_key', 'capability', 'endpoint', 'ts_ms'], unique=False)
-    op.create_index('ix_readings_ts_ms', 'readings', ['ts_ms'], unique=False)
 
     _create_rollup('readings_1m')
     _create_rollup('readings_1h')
@@ -89,7 +88,6 @@ def downgrade() -> None:
     op.drop_table('readings_1h')
     op.drop_index('ix_readings_1m_bucket_ms', table_name='readings_1m')
     op.drop_table('readings_1m')
-    op.drop_index('ix_readings_ts_ms', table_name='readings')
     op.drop_index('ix_readings_series_ts', table_name='readings')
     op.drop_table('readings')
     op.drop_index('ix_device_state_place_path', table_name='device_state')

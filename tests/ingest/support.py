@@ -66,6 +66,7 @@ class PrivateMosquitto:
             need_service("Mosquitto", "the mosquitto program is not installed")
         self.binary = binary
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
         self.config.write_text(

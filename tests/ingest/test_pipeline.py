@@ -29,7 +29,7 @@ from tests.ingest.support import native_state
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
-def make(db: Database | None = None, *, bindings=("t1", "t2"), sink=None, **kwargs):  # noqa: ANN001, ANN201
+def make(db: Database | None = None, *, bindings=("t1", "t2"), sink=None, **kwargs):
     directory = InMemoryDirectory([DeviceBinding(device_key=f"key-{b}", adapter="native", address=b) for b in bindings])
     metrics = IngestMetrics(DecodeMetrics())
     acked: list[int] = []
@@ -136,7 +136,7 @@ class FlakySink(MemorySink):
         super().__init__()
         self.failures = failures
 
-    def write_batch(self, session, readings):  # noqa: ANN001
+    def write_batch(self, session, readings):
         if self.failures:
             raise self.failures.pop(0)
         if any(r.endpoint == "m666" for r in readings):

@@ -21,7 +21,7 @@ import threading
 from functools import partial
 from typing import Any
 
-from cityweave.net import bind_tcp
+from cityweave.net import bind_tcp, parse_hosts
 
 log = logging.getLogger("cityweave.ingest.broker")
 
@@ -46,7 +46,7 @@ class EmbeddedBroker:
     def _bind(self) -> list[socket.socket]:
         if self.requested_port:
             try:
-                return bind_tcp(self.hosts, self.requested_port)
+                return self._bind_all(self.requested_port)
             except OSError as exc:
                 log.warning("MQTT port %d unavailable (%s); choosing a free port", self.requested_port, exc)
         last: OSError | None = None
@@ -56,10 +56,30 @@ class EmbeddedBroker:
             port = probe.getsockname()[1]
             probe.close()
             try:
-                return bind_tcp(self.hosts, port)
+                return self._bind_all(port)
             except OSError as exc:
                 last = exc
         raise OSError(f"no free port for the embedded MQTT broker: {last}")
+
+    def _bind_all(self, port: int) -> list[socket.socket]:
+        """Every host on the same port. A host in use by another program fails the port (devices
+        would reach that program instead); a host the machine lacks (no IPv6) is skipped."""
+        bound: list[socket.socket] = []
+        try:
+            for host in parse_hosts(self.hosts):
+                try:
+                    bound += bind_tcp(host, port)
+                except OSError as exc:
+                    if "in use" in str(exc).lower():
+                        raise
+                    log.warning("embedded MQTT broker not listening on %s: %s", host, exc)
+        except OSError:
+            for sock in bound:
+                sock.close()
+            raise
+        if not bound:
+            raise OSError(f"cannot listen on any of {self.hosts} port {port}")
+        return bound
 
     def start(self, timeout: float = 15.0) -> None:
         from amqtt.broker import Broker  # imported here: only the embedded setup needs it
@@ -113,13 +133,13 @@ class EmbeddedBroker:
             if self._broker is not None:
                 try:
                     await asyncio.wait_for(self._broker.shutdown(), timeout)
-                except Exception:  # noqa: BLE001 - shutting down anyway
+                except Exception:
                     log.debug("embedded broker shutdown", exc_info=True)
 
         if loop.is_running():
             try:
                 asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("embedded broker shutdown", exc_info=True)
             loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:

@@ -220,6 +220,15 @@ class MqttSubscriber:
             self._subscribed.update(new)
         return len(new)
 
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Send a message (device commands): the registry's ``Publisher`` protocol. Raises
+        ``ConnectionError`` when there is no broker connection to hand it to."""
+        if not self._connected.is_set():
+            raise ConnectionError(f"not connected to the MQTT broker {self.url}")
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"MQTT publish failed: {paho.error_string(info.rc)}")
+
     def ack(self, mids: Sequence[int]) -> None:
         """PUBACK the messages of a committed batch. Thread-safe (paho queues the packet and
         wakes its network thread). Without a connection the broker redelivers them later."""
@@ -262,5 +271,5 @@ class MqttSubscriber:
             return
         try:
             self.on_message(Received(topic, message.payload, mid, bool(message.dup), self.clock.now()))
-        except Exception:  # noqa: BLE001 - left unacknowledged: the broker delivers it again
+        except Exception:
             log.exception("could not queue the message on %s", topic)

@@ -42,7 +42,7 @@ from cityweave.devices.reasons import Reason
 from cityweave.ingest import receipts
 from cityweave.ingest.heartbeat import HeartbeatTracker
 from cityweave.ingest.metrics import IngestMetrics
-from cityweave.ingest.sinks import DeviceEventSink, DeviceEvents, ReadingSink
+from cityweave.ingest.sinks import DeviceEvents, DeviceEventSink, ReadingSink
 
 log = logging.getLogger("cityweave.ingest")
 
@@ -220,7 +220,7 @@ class Pipeline:
                 attempts += 1
                 self.metrics.store_retries += 1
                 log.warning("store unavailable (%s), batch of %d retried", type(exc).__name__, len(decoded))
-            except Exception:  # noqa: BLE001 - a store bug must not stop ingestion
+            except Exception:
                 attempts += 1
                 self.metrics.store_retries += 1
                 if len(decoded) == 1 or attempts >= 2:
@@ -286,10 +286,10 @@ class Pipeline:
         if result.device_key and (result.readings or any(c.online for c in result.availability)):
             previous = events.seen.get(result.device_key)
             events.seen[result.device_key] = at if previous is None or at > previous else previous
-            if self.heartbeat is not None and self.heartbeat.seen(result.device_key, result.address or "", at):
-                if not result.availability:
-                    events.availability.append(
-                        (AvailabilityChange(result.address or "", True, result.device_key), at))
+            back = self.heartbeat is not None and self.heartbeat.seen(result.device_key, result.address or "", at)
+            if back and not result.availability:
+                events.availability.append(
+                    (AvailabilityChange(result.address or "", True, result.device_key), at))
 
     def check_heartbeats(self) -> list[AvailabilityChange]:
         """Report devices silent past the timeout as offline (one transaction)."""
@@ -304,6 +304,6 @@ class Pipeline:
             try:
                 with context as session:
                     self.events.write_events(session, DeviceEvents(availability=[(c, now) for c in changes]))
-            except Exception:  # noqa: BLE001 - reported again below on the next change, never fatal
+            except Exception:
                 log.exception("could not store heartbeat timeouts")
         return changes

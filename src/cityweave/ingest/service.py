@@ -92,8 +92,14 @@ class IngestService:
             try:
                 if self.subscriber is not None:
                     self.subscriber.resubscribe()
-            except Exception:  # noqa: BLE001 - retried on the next tick
+            except Exception:
                 log.exception("could not renew subscriptions")
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Device commands out through the same connection (the registry's ``Publisher``)."""
+        if self.subscriber is None:
+            raise ConnectionError("ingest is not running")
+        self.subscriber.publish(topic, payload, qos=qos, retain=retain)
 
     def wait_connected(self, timeout: float) -> bool:
         return self.subscriber is not None and self.subscriber.wait_connected(timeout)

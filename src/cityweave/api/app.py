@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from cityweave import __version__
 from cityweave.api import problems
 from cityweave.api.middleware import BodyLimit, RejectNulInUrl, RequestId
-from cityweave.api.routers import audit, auth, devices, health, persons, places, transfer, users
+from cityweave.api.routers import audit, auth, devices, health, ingest, persons, places, transfer, users
 from cityweave.context import AppContext
 
 UPLOAD_PREFIXES = ("/api/v1/import",)
@@ -35,8 +35,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (health, auth, places, persons, users, audit, transfer, devices):
+    for module in (health, auth, places, persons, users, audit, transfer, devices, ingest):
         app.include_router(module.router)
+    app.include_router(ingest.metrics_router)
 
     @app.get("/problems/{slug}", include_in_schema=False)
     def problem_type(slug: str) -> JSONResponse:

@@ -40,6 +40,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "internal-error": "An unexpected error; it has been logged with the request id.",
     "command-rejected": "The device command cannot be sent: unknown or read-only capability, a value "
     "out of range, or something this device does not support; `reason` names which.",
+    "ingest-busy": "The device ingest queue is full (back-pressure); retry after `Retry-After` seconds.",
     "transport-unavailable": "No device transport (MQTT ingest) runs in this installation, so nothing "
     "can be delivered to devices.",
 }

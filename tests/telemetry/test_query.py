@@ -94,6 +94,8 @@ def test_downsampled_buckets_equal_brute_force_and_respect_max_points(
     for max_points in (1, 7, 60, 500, 5000):
         result = run(filled, capability, at(start_s), at(end_s), max_points)
         assert 0 < len(result.buckets) <= max_points
+        # max_points buckets of that width reach the end: nothing in range falls off the grid
+        assert at(start_s) + result.bucket_width * max_points >= at(end_s)
         check_against_raw(filled, result, capability, at(start_s), at(end_s))
 
 

@@ -16,7 +16,8 @@ from cityweave.telemetry import query
 from cityweave.telemetry.models import (
     HOUR_MS, MINUTE_MS, device_state, readings, readings_1h, readings_1m, telemetry_watermarks,
 )
-from cityweave.telemetry.store import TelemetryStore, forget_device, prune, relocate
+from cityweave.telemetry.sink import TelemetrySink
+from cityweave.telemetry.store import TelemetryStore, forget_device, prune, prune_expired, relocate
 from cityweave.telemetry.values import to_ms
 from tests.telemetry.support import T0, at, brute_force, raw_rows, reading
 
@@ -201,3 +202,26 @@ def test_forget_device_deletes_its_rows_and_nothing_else(ctx: AppContext) -> Non
     for table, rows in ((readings, 3), (readings_1m, 3), (readings_1h, 2), (device_state, 1)):
         with ctx.db.session() as session:
             assert [d for (d,) in session.execute(select(table.c.device_key))] == ["kept"] * rows
+
+
+def test_sink_writes_a_pipeline_batch_with_the_places_it_is_given(ctx: AppContext) -> None:
+    class Places:
+        def place_paths(self, session, device_keys):  # noqa: ANN001, ANN202
+            assert set(device_keys) == {"a", "b"}
+            return {"a": "/tc/"}
+
+    sink = TelemetrySink(TelemetryStore(ctx.clock), Places())
+    with ctx.db.session() as session:
+        sink.write_batch(session, [reading("a", "on_off", True, 1), reading("b", "on_off", False, 1)])
+        sink.write_batch(session, [])
+    assert sink.last is not None and sink.last.raw == 2
+    with ctx.db.session() as session:
+        assert [v.device_key for v in query.latest_for_place(session, "/tc/")] == ["a"]
+
+
+def test_prune_expired_uses_the_configured_windows(ctx: AppContext) -> None:
+    write(ctx, [reading("d", "temperature", 1.0, 0), reading("d", "temperature", 2.0, 40 * 86_400)])
+    settings = ctx.settings.model_copy(update={"telemetry_raw_days": 30, "telemetry_minute_days": 35})
+    with ctx.db.session() as session:
+        counts = prune_expired(session, at(41 * 86_400), settings)
+    assert (counts.raw, counts.minute, counts.hour) == (1, 1, 0)

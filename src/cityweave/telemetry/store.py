@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cityweave.clock import Clock
+from cityweave.config import Settings
 from cityweave.devices.reading import Reading
 from cityweave.telemetry.models import (
     ENDPOINT_NONE, HOUR_MS, MINUTE_MS, device_state, readings, readings_1h, readings_1m,
@@ -43,7 +44,7 @@ from cityweave.telemetry.models import (
 )
 from cityweave.telemetry.values import NULL, UnstorableValue, encode, to_ms
 
-__all__ = ["PruneCounts", "TelemetryStore", "WriteCounts", "forget_device", "prune", "relocate"]
+__all__ = ["PruneCounts", "TelemetryStore", "WriteCounts", "forget_device", "prune", "prune_expired", "relocate"]
 
 SeriesKey = tuple[str, str, str]
 # [count, min, max, sum, last_ts_ms, last_num, last_text]
@@ -365,6 +366,14 @@ def prune(
             if count < chunk_rows:
                 break
     return PruneCounts(raw=raw, minute=rollups["1m"], hour=rollups["1h"])
+
+
+def prune_expired(session: Session, now: datetime, settings: Settings) -> PruneCounts:
+    """:func:`prune` with the retention windows from the settings (``CITYWEAVE_TELEMETRY_*``)."""
+    return prune(
+        session, now, raw_days=settings.telemetry_raw_days,
+        minute_days=settings.telemetry_minute_days, hour_days=settings.telemetry_hour_days,
+    )
 
 
 def _prune_raw(session: Session, cutoff_ms: int, chunk_rows: int, commit: bool) -> int:

@@ -14,7 +14,13 @@ from cityweave.devices.reading import Quality, Reading
 from cityweave.places.models import Place
 from cityweave.telemetry import query
 from cityweave.telemetry.models import (
-    HOUR_MS, MINUTE_MS, device_state, readings, readings_1h, readings_1m, telemetry_watermarks,
+    HOUR_MS,
+    MINUTE_MS,
+    device_state,
+    readings,
+    readings_1h,
+    readings_1m,
+    telemetry_watermarks,
 )
 from cityweave.telemetry.sink import TelemetrySink
 from cityweave.telemetry.store import TelemetryStore, forget_device, prune, prune_expired, relocate
@@ -22,12 +28,12 @@ from cityweave.telemetry.values import to_ms
 from tests.telemetry.support import T0, at, brute_force, raw_rows, reading
 
 
-def write(ctx: AppContext, batch: list[Reading], paths: dict[str, str] | None = None):  # noqa: ANN201
+def write(ctx: AppContext, batch: list[Reading], paths: dict[str, str] | None = None):
     with ctx.db.session() as session:
         return TelemetryStore(ctx.clock).write(session, batch, paths or {})
 
 
-def count(ctx: AppContext, table) -> int:  # noqa: ANN001
+def count(ctx: AppContext, table) -> int:
     with ctx.db.session() as session:
         return session.execute(select(func.count()).select_from(table)).scalar_one()
 
@@ -145,7 +151,7 @@ def _random_batches(seed: int) -> list[list[Reading]]:
 
 
 @pytest.mark.parametrize(("table", "width"), [(readings_1m, MINUTE_MS), (readings_1h, HOUR_MS)])
-def test_rollups_equal_a_brute_force_aggregation_of_the_raw_rows(ctx: AppContext, table, width: int) -> None:  # noqa: ANN001
+def test_rollups_equal_a_brute_force_aggregation_of_the_raw_rows(ctx: AppContext, table, width: int) -> None:
     for batch in _random_batches(seed=20261122):
         write(ctx, batch)
     with ctx.db.session() as session:
@@ -169,8 +175,8 @@ def test_rollups_equal_a_brute_force_aggregation_of_the_raw_rows(ctx: AppContext
 
 def test_prune_removes_only_rows_past_their_retention(ctx: AppContext) -> None:
     day = 86_400
-    write(ctx, [reading("d", "temperature", float(n), n * day) for n in range(0, 12)])
-    write(ctx, [reading("e", "on_off", n % 2 == 0, n * day, endpoint="l1") for n in range(0, 12)])
+    write(ctx, [reading("d", "temperature", float(n), n * day) for n in range(12)])
+    write(ctx, [reading("e", "on_off", n % 2 == 0, n * day, endpoint="l1") for n in range(12)])
     now = at(12 * day)
     with ctx.db.session() as session:
         counts = prune(session, now, raw_days=3, minute_days=6, hour_days=None, chunk_rows=2)
@@ -206,7 +212,7 @@ def test_forget_device_deletes_its_rows_and_nothing_else(ctx: AppContext) -> Non
 
 def test_sink_writes_a_pipeline_batch_with_the_places_it_is_given(ctx: AppContext) -> None:
     class Places:
-        def place_paths(self, session, device_keys):  # noqa: ANN001, ANN202
+        def place_paths(self, session, device_keys):
             assert set(device_keys) == {"a", "b"}
             return {"a": "/tc/"}
 

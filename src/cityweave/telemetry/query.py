@@ -23,14 +23,27 @@ from sqlalchemy.orm import Session
 
 from cityweave.errors import FieldError, Invalid
 from cityweave.telemetry.models import (
-    ENDPOINT_NONE, HOUR_MS, MINUTE_MS, device_state, readings, readings_1h, readings_1m,
+    ENDPOINT_NONE,
+    HOUR_MS,
+    MINUTE_MS,
+    device_state,
+    readings,
+    readings_1h,
+    readings_1m,
     telemetry_watermarks,
 )
 from cityweave.telemetry.values import decode, from_ms, to_ms
 
 __all__ = [
-    "Bucket", "LatestValue", "MAX_POINTS", "MAX_RANGE", "Series", "SourceLimits",
-    "latest_for_device", "latest_for_place", "series",
+    "MAX_POINTS",
+    "MAX_RANGE",
+    "Bucket",
+    "LatestValue",
+    "Series",
+    "SourceLimits",
+    "latest_for_device",
+    "latest_for_place",
+    "series",
 ]
 
 MAX_POINTS = 5000
@@ -200,7 +213,7 @@ def _bucket_width(origin_ms: int, end_ms: int, max_points: int, resolution_ms: i
 
 
 class _Accumulator:
-    __slots__ = ("count", "min", "max", "sum", "last_ts", "last_num", "last_text")
+    __slots__ = ("count", "last_num", "last_text", "last_ts", "max", "min", "sum")
 
     def __init__(self) -> None:
         self.count = 0

@@ -29,8 +29,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement, Connection, Dialect, Float, Table, TypeDecorator, and_, bindparam, case, cast, delete,
-    func, literal_column, select, tuple_,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Float,
+    Table,
+    TypeDecorator,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    literal_column,
+    select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -39,7 +52,13 @@ from cityweave.clock import Clock
 from cityweave.config import Settings
 from cityweave.devices.reading import Reading
 from cityweave.telemetry.models import (
-    ENDPOINT_NONE, HOUR_MS, MINUTE_MS, device_state, readings, readings_1h, readings_1m,
+    ENDPOINT_NONE,
+    HOUR_MS,
+    MINUTE_MS,
+    device_state,
+    readings,
+    readings_1h,
+    readings_1m,
     telemetry_watermarks,
 )
 from cityweave.telemetry.values import NULL, UnstorableValue, encode, to_ms

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     )
     mqtt_embedded_port: int = 1883  # 0, or taken: a free port is chosen
     mqtt_client_id: str = "cityweave-ingest"
+    # Several ingest processes (each its own client id) share the load through MQTT 5 shared
+    # subscriptions ($share/<group>/...) when this names the group.
+    mqtt_shared_group: str | None = None
     ingest_queue_size: int = Field(default=20_000, ge=1)
     ingest_batch_size: int = Field(default=2_000, ge=1)
     ingest_batch_ms: int = Field(default=50, ge=1)

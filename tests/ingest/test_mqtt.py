@@ -196,3 +196,22 @@ def test_back_pressure_bounded_queue_nothing_lost(harness, publisher):
     assert max(depths) <= 20
     assert sink.max_batch <= 10
     assert set(h.endpoints(device).values()) == {1}
+
+
+def test_a_shared_group_splits_the_load_between_processes(harness, publisher):
+    device = unique("shared")
+    group = unique("grp")
+    directory = InMemoryDirectory([DeviceBinding(device_key=device, adapter="native", address=device)])
+    first = harness(directory, mqtt_shared_group=group)
+    second = harness(directory, mqtt_shared_group=group)
+    first.start()
+    second.start()
+    publisher.publish(native_state(device, i) for i in range(400))
+
+    def union() -> Counter[str]:
+        return first.endpoints(device) + second.endpoints(device)
+
+    assert wait_until(lambda: len(union()) == 400, 15)
+    time.sleep(0.3)
+    assert set(union().values()) == {1}  # each message to one member only
+    assert sum(first.endpoints(device).values()) > 0 and sum(second.endpoints(device).values()) > 0

@@ -146,8 +146,12 @@ class MqttSubscriber:
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
         clock: Clock | None = None,
+        shared_group: str | None = None,
     ) -> None:
         self.url = BrokerUrl.parse(url) if isinstance(url, str) else url
+        if shared_group is not None and (not shared_group or any(c in shared_group for c in "/+#")):
+            raise ValueError(f"invalid shared subscription group {shared_group!r}")
+        self.shared_group = shared_group
         self.topics = topics
         self.on_message = on_message
         self.client_id = client_id
@@ -210,13 +214,19 @@ class MqttSubscriber:
         self.client.loop_stop()
         self._connected.clear()
 
+    def _filters(self, topics: Sequence[str]) -> list[tuple[str, int]]:
+        """QoS 1 filters; under a shared group ``$share/<group>/<filter>``, so that the broker
+        hands each message to one of the ingest processes of the group."""
+        prefix = f"$share/{self.shared_group}/" if self.shared_group else ""
+        return [(prefix + topic, 1) for topic in topics]
+
     def resubscribe(self) -> int:
         """Subscribe to topics that appeared since the last connect (new bindings); returns how many."""
         if not self._connected.is_set():
             return 0
         new = sorted(set(self.topics()) - self._subscribed)
         if new:
-            self.client.subscribe([(topic, 1) for topic in new])
+            self.client.subscribe(self._filters(new))
             self._subscribed.update(new)
         return len(new)
 
@@ -243,7 +253,7 @@ class MqttSubscriber:
         self.connects += 1
         topics = sorted(set(self.topics()))
         if topics:
-            client.subscribe([(topic, 1) for topic in topics])
+            client.subscribe(self._filters(topics))
         self._subscribed = set(topics)
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._connected.set()

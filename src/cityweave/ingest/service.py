@@ -71,6 +71,7 @@ class IngestService:
         self.subscriber = MqttSubscriber(
             url, topics=self.topics, on_message=self._on_mqtt, client_id=self.settings.mqtt_client_id,
             node=self.node, receive_maximum=self.settings.ingest_queue_size, clock=self.clock,
+            shared_group=self.settings.mqtt_shared_group,
         )
         self.subscriber.on_bad_topic = lambda: self.metrics.drop("bad_encoding")
         self.pipeline.acker = self.subscriber.ack

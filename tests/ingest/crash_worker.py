@@ -58,11 +58,11 @@ def main() -> None:
         real_ack = service.pipeline.acker
         window = Path(args.window_file)
 
-        def delayed_ack(mids: Sequence[int]) -> None:
+        def delayed_ack(deliveries: Sequence[tuple[int, int]]) -> None:
             window.touch()
             time.sleep(args.ack_delay)
             window.unlink(missing_ok=True)
-            real_ack(mids)
+            real_ack(deliveries)
 
         service.pipeline.acker = delayed_ack
     if not service.wait_connected(10):

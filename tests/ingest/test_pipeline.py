@@ -36,7 +36,7 @@ def make(db: Database | None = None, *, bindings=("t1", "t2"), sink=None, **kwar
     sink = sink or MemorySink()
     pipeline = Pipeline(create_all(directory=directory, metrics=metrics.decode), sink, sink, db=db,
                         client_id="test-client", clock=kwargs.pop("clock", ManualClock(NOW)), metrics=metrics,
-                        acker=acked.extend, **kwargs)
+                        acker=lambda pairs: acked.extend(mid for mid, _ in pairs), **kwargs)
     return pipeline, sink, acked, directory
 
 

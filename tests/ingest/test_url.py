@@ -39,3 +39,14 @@ def test_shared_group_prefixes_every_filter():
     assert subscriber._filters(["a/#", "b/+/c"]) == [("$share/cw/a/#", 1), ("$share/cw/b/+/c", 1)]
     with pytest.raises(ValueError):
         MqttSubscriber("mqtt://127.0.0.1:1", topics=list, on_message=print, shared_group="a/b")
+
+
+def test_acks_go_only_to_the_connection_the_message_came_on():
+    subscriber = MqttSubscriber("mqtt://127.0.0.1:1", topics=list, on_message=print)
+    sent: list[list[int]] = []
+    subscriber.client.ack_many = lambda mids: sent.append(list(mids))
+    subscriber.ack([(1, 0), (2, 0)])
+    subscriber._on_disconnect(subscriber.client, None, None, "lost", None)  # connection 0 ends
+    subscriber.ack([(3, 0), (4, 1)])  # 3 came on the old connection: its redelivery gets the ack
+    assert sent == [[1, 2], [4]]
+    assert subscriber.stale_acks == 1

@@ -95,6 +95,7 @@ class Received:
     mid: int | None  # None for QoS 0
     dup: bool
     received_at: datetime
+    epoch: int = 0  # which connection it came on: a PUBACK is only valid on that one
 
 
 class _Client(paho.Client):
@@ -163,6 +164,13 @@ class MqttSubscriber:
         self._connected = threading.Event()
         self.on_bad_topic: Callable[[], None] | None = None
         self._subscribed: set[str] = set()
+        # Bumped when a connection ends. A message received on an earlier connection is not
+        # acknowledged on a later one: the broker has redelivered it there (DUP=1) and that copy
+        # gets the PUBACK; a second PUBACK for the same packet id could acknowledge a *new*
+        # message the broker has meanwhile given that id.
+        self.epoch = 0
+        self._ack_lock = threading.Lock()
+        self.stale_acks = 0
         self.connects = 0
         self.last_error: str | None = None
         v5 = self.url.protocol == 5
@@ -239,10 +247,14 @@ class MqttSubscriber:
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionError(f"MQTT publish failed: {paho.error_string(info.rc)}")
 
-    def ack(self, mids: Sequence[int]) -> None:
-        """PUBACK the messages of a committed batch. Thread-safe (paho queues the packet and
-        wakes its network thread). Without a connection the broker redelivers them later."""
-        self.client.ack_many(mids)
+    def ack(self, deliveries: Sequence[tuple[int, int]]) -> None:
+        """PUBACK the ``(packet id, epoch)`` of a committed batch. Thread-safe (paho queues the
+        packet and wakes its network thread). Deliveries of an earlier connection are skipped
+        (see ``epoch``); their redelivered copies are acknowledged instead."""
+        with self._ack_lock:
+            current = [mid for mid, epoch in deliveries if epoch == self.epoch]
+            self.stale_acks += len(deliveries) - len(current)
+            self.client.ack_many(current)
 
     # -- paho callbacks (network thread) -----------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -261,6 +273,8 @@ class MqttSubscriber:
                  self.url, flags.session_present, len(topics))
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        with self._ack_lock:
+            self.epoch += 1
         was = self._connected.is_set()
         self._connected.clear()
         if was:
@@ -280,6 +294,7 @@ class MqttSubscriber:
                 client.ack(mid, message.qos)
             return
         try:
-            self.on_message(Received(topic, message.payload, mid, bool(message.dup), self.clock.now()))
+            self.on_message(Received(topic, message.payload, mid, bool(message.dup), self.clock.now(),
+                                     self.epoch))
         except Exception:
             log.exception("could not queue the message on %s", topic)

@@ -64,9 +64,10 @@ class Inbound:
     dup: bool = False
     transport: str = "mqtt"
     decoded: DecodeResult | None = None
+    epoch: int = 0  # the MQTT connection it arrived on
 
 
-Acker = Callable[[Sequence[int]], None]
+Acker = Callable[[Sequence[tuple[int, int]]], None]  # (packet id, connection epoch)
 
 
 class Pipeline:
@@ -195,9 +196,9 @@ class Pipeline:
         started = time.perf_counter()
         decoded = [(item, item.decoded or self._decode_logged(item)) for item in batch]
         stored = self._store_with_retries(decoded)
-        mids = [item.mid for item in batch if item.mid is not None]
-        if mids and self.acker is not None:
-            self.acker(mids)
+        deliveries = [(item.mid, item.epoch) for item in batch if item.mid is not None]
+        if deliveries and self.acker is not None:
+            self.acker(deliveries)
         oldest = min(item.received_at for item in batch)
         self.metrics.batch_done(len(batch), stored, time.perf_counter() - started,
                                 (self.clock.now() - oldest).total_seconds())

@@ -85,7 +85,7 @@ class IngestService:
 
     def _on_mqtt(self, message: Received) -> None:
         self.pipeline.submit(Inbound(message.topic, message.payload, message.received_at,
-                                     mid=message.mid, dup=message.dup))
+                                     mid=message.mid, dup=message.dup, epoch=message.epoch))
 
     def _refresh_loop(self) -> None:
         # New bindings (Home Assistant entities) bring new topics.

@@ -4,6 +4,7 @@ from cityweave.accounts.models import ApiKey, AuthToken, RoleGrant, User  # noqa
 from cityweave.audit.models import AuditHead, AuditRecord  # noqa: F401
 from cityweave.db.base import Base
 from cityweave.ingest.receipts import IngestReceipt  # noqa: F401
+from cityweave.devices.registry.models import Device, DeviceCommand, DeviceCredential, DeviceRegistryState  # noqa: F401
 from cityweave.people.models import CareTag, HouseholdMember, Person  # noqa: F401
 from cityweave.places.models import Place  # noqa: F401
 from cityweave.telemetry import models as telemetry_models  # noqa: F401

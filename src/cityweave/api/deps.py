@@ -26,10 +26,17 @@ def get_ctx(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
-def get_session(ctx: Annotated[AppContext, Depends(get_ctx)]) -> Iterator[Session]:
-    """One transaction per request: committed when the endpoint returns, rolled back on error."""
+def get_session(request: Request, ctx: Annotated[AppContext, Depends(get_ctx)]) -> Iterator[Session]:
+    """One transaction per request: committed when the endpoint returns, rolled back on error.
+    Requests that change things begin as writers (``Database.write_first``), so on SQLite they
+    wait for the ingest's batch commits instead of failing with "database is locked"."""
     with ctx.db.session() as session:
+        if request.method not in _READ_METHODS:
+            ctx.db.write_first(session)
         yield session
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # scope="function": the commit runs when the endpoint returns and *before* the response is

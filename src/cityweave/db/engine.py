@@ -21,6 +21,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# A session whose connection carries this execution option starts with BEGIN IMMEDIATE on
+# SQLite: it takes the write lock first (queueing behind busy_timeout) instead of failing with
+# "database is locked" when another writer commits between its first read and its first write.
+IMMEDIATE = "cityweave_immediate"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(IMMEDIATE) else "BEGIN")
+
+
 class Database:
     """Owns the engine; hands out sessions that commit on success and roll back on error."""
 
@@ -36,7 +46,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # pysqlite's own transaction handling defers BEGIN; take control so that
             # "BEGIN IMMEDIATE" can be used for writes that must not interleave.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            event.listen(self.engine, "begin", _sqlite_begin)
             event.listen(
                 self.engine,
                 "connect",
@@ -58,6 +68,13 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def write_first(self, session: Session) -> None:
+        """Begin ``session``'s transaction as a writer (SQLite: BEGIN IMMEDIATE); call it before
+        the session's first statement. Writers serialize anyway on SQLite; this makes one that
+        reads before it writes wait its turn rather than fail when another commits meanwhile."""
+        if self.is_sqlite:
+            session.connection(execution_options={IMMEDIATE: True})
 
     def dispose(self) -> None:
         self.engine.dispose()

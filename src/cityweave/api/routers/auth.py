@@ -32,6 +32,7 @@ def token(
     failure: service.InvalidGrant | None = None
     # Own transaction: a failed attempt must be *committed* (counter, lockout, audit), not rolled back.
     with ctx.db.session() as session:
+        ctx.db.write_first(session)
         try:
             if grant_type == "password":
                 if not username or password is None:
@@ -50,6 +51,7 @@ def token(
 def revoke(ctx: CtxDep, token: Annotated[str, Form(max_length=200)]) -> dict[str, str]:
     """RFC 7009: always answers 200, whether or not the token existed."""
     with ctx.db.session() as session:
+        ctx.db.write_first(session)
         service.revoke_token(ctx, session, token)
     return {"status": "revoked"}
 

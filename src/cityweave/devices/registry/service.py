@@ -361,7 +361,8 @@ def mark_seen(session: Session, seen: str | Iterable[str] | Mapping[str, datetim
     table = Device.__table__
     stmt = (
         update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.status.in_([s.value for s in BOUND_STATUSES]),
+        # Equalities, not IN: an expanding IN list cannot be part of an executemany.
+        .where(table.c.id == bindparam("b_id"), or_(*(table.c.status == s.value for s in BOUND_STATUSES)),
                or_(table.c.last_seen_at.is_(None), table.c.last_seen_at < bindparam("b_at")))
         .values(last_seen_at=bindparam("b_at"), online=True)
     )

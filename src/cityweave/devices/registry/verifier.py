@@ -26,6 +26,9 @@ class DatabaseTokenVerifier:
             return None
         try:
             with self._db.session() as session:
+                # It may record last_used_at: begin as a writer, so that on SQLite an ingest batch
+                # committing meanwhile makes it wait rather than fail.
+                self._db.write_first(session)
                 return binding_of(verify_token(session, token, self._clock.now()))
         except AuthenticationFailed:
             return None

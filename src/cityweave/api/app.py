@@ -12,7 +12,18 @@ from fastapi.staticfiles import StaticFiles
 from cityweave import __version__
 from cityweave.api import problems
 from cityweave.api.middleware import BodyLimit, RejectNulInUrl, RequestId
-from cityweave.api.routers import audit, auth, devices, health, ingest, persons, places, transfer, users
+from cityweave.api.routers import (
+    audit,
+    auth,
+    devices,
+    health,
+    ingest,
+    persons,
+    places,
+    telemetry,
+    transfer,
+    users,
+)
 from cityweave.context import AppContext
 
 UPLOAD_PREFIXES = ("/api/v1/import",)
@@ -35,7 +46,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (health, auth, places, persons, users, audit, transfer, devices, ingest):
+    for module in (health, auth, places, persons, users, audit, transfer, devices, telemetry, ingest):
         app.include_router(module.router)
     app.include_router(ingest.metrics_router)
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from cityweave.context import AppContext
 from cityweave.demo.accounts import DEMO_ACCOUNTS
 from cityweave.demo.generator import DEFAULT_SEED
 
+if TYPE_CHECKING:
+    from cityweave.runtime import DeviceRuntime
+
 console = Console()
 
 SeedOption = Annotated[int, typer.Option("--seed", help="seed of the generator: same seed, same district")]
@@ -36,6 +39,12 @@ ResetOption = Annotated[
 ]
 LoadOnlyOption = Annotated[
     bool, typer.Option("--load-only", help="migrate and load the demo data, then exit (for CI and timing)")
+]
+NoDevicesOption = Annotated[
+    bool, typer.Option("--no-devices", help="serve without the MQTT ingest and the simulated devices")
+]
+RateOption = Annotated[
+    float, typer.Option("--sim-rate", min=0.1, help="messages per second of the simulated devices")
 ]
 
 _STAGE_LABELS = {"places": "places 地点", "residents": "residents 居民", "accounts": "accounts 账号"}
@@ -52,11 +61,15 @@ def demo(
     seed: SeedOption = DEFAULT_SEED,
     reset: ResetOption = False,
     load_only: LoadOnlyOption = False,
+    no_devices: NoDevicesOption = False,
+    sim_rate: RateOption = 20.0,
 ) -> None:
     """Serve a populated sample district (三个社区, ~2,000 residents) at http://127.0.0.1:8000.
 
     The first start creates the data folder, migrates, and loads the demo data; later starts
     reuse it. Sign in with one of the demo accounts printed on start (also in the README).
+    The demo residents' buildings are alive: simulated devices report through the MQTT ingest
+    (embedded broker unless CITYWEAVE_MQTT_URL is set) and their state is in the API.
     """
     started = time.perf_counter()
     settings = settings_from(data_dir, host=host, port=port, mode="demo")
@@ -78,7 +91,38 @@ def demo(
     # Imported here, not at the top: cli.main imports this module to register the command.
     from cityweave.cli.main import _serve
 
-    _serve(settings, before_start=before_start)
+    def with_devices(ctx: AppContext, runtime: DeviceRuntime) -> Callable[[], None] | None:
+        return _start_devices(ctx, runtime, seed, sim_rate, started)
+
+    _serve(settings, before_start=before_start, with_devices=with_devices, devices=not no_devices)
+
+
+def _start_devices(ctx: AppContext, runtime: DeviceRuntime, seed: int, rate: float,
+                   started: float) -> Callable[[], None] | None:
+    """Bind the demo buildings' simulated devices (first start only) and run the simulator."""
+    from cityweave.demo import devices, loader
+    from cityweave.simulator.runner import start_background
+
+    with ctx.db.session() as session:
+        seed = loader.loaded_seed(session) or seed
+    fleet = devices.demo_fleet(ctx, seed)
+    if not fleet.devices:
+        return None
+    report = devices.bind(ctx, fleet)
+    if report is not None:
+        console.print(f"bound {report.devices:,} simulated devices in {report.households:,} households "
+                      f"in [bold]{report.seconds:.1f} s[/bold]")
+    url = runtime.broker_url
+    if url is None:
+        return None
+    simulation = start_background(url, fleet=fleet, rate=rate, seed=seed)
+    console.print(f"simulating {len(fleet.devices):,} devices at {rate:g} messages/s; "
+                  f"devices ready in {time.perf_counter() - started:.1f} s")
+
+    def stop() -> None:
+        simulation.stop(timeout=5.0)
+
+    return stop
 
 
 def _prepare(ctx: AppContext, seed: int) -> None:

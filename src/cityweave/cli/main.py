@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from cityweave.cli.common import (
 )
 from cityweave.config import Settings
 from cityweave.context import AppContext, Call
+
+if TYPE_CHECKING:
+    from cityweave.runtime import DeviceRuntime
 
 app = typer.Typer(
     name="cityweave",
@@ -77,13 +80,18 @@ def keygen() -> None:
     print(generate_master_key())
 
 
-def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | None = None) -> None:
-    """Migrate, run ``before_start`` (the demo loads its data there), then serve until stopped."""
+def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | None = None,
+           with_devices: Callable[[AppContext, DeviceRuntime], Callable[[], None] | None] | None = None,
+           devices: bool = True) -> None:
+    """Migrate, run ``before_start`` (the demo loads its data there), start the device runtime
+    (ingest, telemetry, commands; then ``with_devices``, which may return a stop function), serve
+    until stopped, and stop the devices again."""
     import uvicorn
 
     from cityweave.api.app import create_app
     from cityweave.db import migrate as migrations
     from cityweave.net import bind_tcp, display_url
+    from cityweave.runtime import DeviceRuntime
 
     ctx = context_from(settings)
     migrations.upgrade(ctx.db.engine)
@@ -92,10 +100,26 @@ def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | N
     # We bind the sockets ourselves: uvicorn takes one host, and whether "::" also accepts
     # IPv4 would depend on the machine's bindv6only setting (see cityweave.net).
     sockets = bind_tcp(settings.host, settings.port)
-    console.print(f"CityWeave {__version__} on [bold]{display_url(settings.host, settings.port)}[/bold]"
-                  f" (listening on {escape(', '.join(_sock_name(s) for s in sockets))})")
-    config = uvicorn.Config(create_app(ctx), log_config=None, proxy_headers=False, server_header=False)
-    uvicorn.Server(config).run(sockets=sockets)
+    app = create_app(ctx)
+    runtime: DeviceRuntime | None = None
+    stops: list[Callable[[], None]] = []
+    try:
+        if devices:
+            runtime = DeviceRuntime(ctx).start()
+            runtime.install(app)
+            console.print(f"devices: MQTT at [bold]{escape(str(runtime.broker_url))}[/bold]"
+                          f"{' (embedded broker)' if runtime.ingest.broker is not None else ''}")
+            if with_devices is not None and (stop := with_devices(ctx, runtime)) is not None:
+                stops.append(stop)
+        console.print(f"CityWeave {__version__} on [bold]{display_url(settings.host, settings.port)}[/bold]"
+                      f" (listening on {escape(', '.join(_sock_name(s) for s in sockets))})")
+        config = uvicorn.Config(app, log_config=None, proxy_headers=False, server_header=False)
+        uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        for stop in reversed(stops):
+            stop()
+        if runtime is not None:
+            runtime.stop()
 
 
 def _sock_name(sock) -> str:  # noqa: ANN001

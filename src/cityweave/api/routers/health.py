@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -19,8 +19,10 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(ctx: CtxDep) -> JSONResponse:
-    """The process can serve: the database answers and the schema is current."""
+def readyz(ctx: CtxDep, request: Request) -> JSONResponse:
+    """The process can serve: the database answers and the schema is current. With the device
+    runtime running, ``ingest`` says whether its broker is connected (informational: the API
+    serves without the broker, and the subscriber reconnects by itself)."""
     checks: dict[str, str] = {}
     try:
         with ctx.db.engine.connect() as conn:
@@ -32,5 +34,11 @@ def readyz(ctx: CtxDep) -> JSONResponse:
         checks.setdefault("database", f"error: {type(exc).__name__}")
         checks.setdefault("schema", "unknown")
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
+    runtime = getattr(request.app.state, "device_runtime", None)
+    if runtime is not None:
+        try:
+            body["ingest"] = runtime.status()
+        except Exception as exc:  # noqa: BLE001 - reported, never a reason to fail the probe
+            body["ingest"] = {"connected": False, "error": type(exc).__name__}
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,0 +1,163 @@
+"""The composition root of the device side: registry + ingest + telemetry + commands, one start/stop.
+
+``serve`` and ``demo`` build one :class:`DeviceRuntime` from their :class:`AppContext`, start it,
+``install`` it on the FastAPI app (which only ever sees the small protocols on ``app.state``), and
+stop it on shutdown. Tests build one the same way against a real broker.
+
+What is wired:
+
+- the adapters look devices up in the registry (``DatabaseDirectory``);
+- each ingest batch goes to :class:`TelemetryAndCommands`: the telemetry store (with the devices'
+  place paths from ``RegistryPlaces``) and the ``CommandTracker``, whose confirmations are written
+  to the command log in the batch's own transaction;
+- announcements, availability and last-seen go to the registry (``RegistryEventSink``);
+- a small thread times out commands whose echo never came;
+- HTTP ingest checks device tokens against the registry (``DatabaseTokenVerifier``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from cityweave.context import AppContext
+from cityweave.devices.reading import Reading
+from cityweave.devices.registry.commands import CommandTracker, Outcome, apply_outcomes
+from cityweave.devices.registry.directory import DatabaseDirectory
+from cityweave.devices.registry.places import RegistryPlaces
+from cityweave.devices.registry.sink import RegistryEventSink
+from cityweave.devices.registry.verifier import DatabaseTokenVerifier
+from cityweave.ingest.http_ingest import HttpIngest
+from cityweave.ingest.service import IngestService
+from cityweave.telemetry.sink import TelemetrySink
+from cityweave.telemetry.store import TelemetryStore
+
+log = logging.getLogger("cityweave.runtime")
+
+EXPIRE_INTERVAL_S = 1.0
+
+
+class TelemetryAndCommands:
+    """The ingest ``ReadingSink``: telemetry first, then the readings confirm commands in flight.
+
+    Both happen inside the pipeline's batch transaction (this sink never commits), so a confirmed
+    command and the reading that confirmed it are stored together. The tracker forgets a command
+    once it is confirmed, but the batch may still roll back (and be retried): so the confirmations
+    are also kept until the runtime writes them again in a transaction of its own (``recent``);
+    writing an outcome twice changes nothing, because only open commands are updated."""
+
+    def __init__(self, telemetry: TelemetrySink, tracker: CommandTracker) -> None:
+        self.telemetry = telemetry
+        self.tracker = tracker
+        self._lock = threading.Lock()
+        self._recent: list[Outcome] = []
+
+    def write_batch(self, session: Any, readings: Sequence[Reading]) -> None:
+        self.telemetry.write_batch(session, readings)
+        if not len(self.tracker):
+            return
+        outcomes = [outcome for reading in readings for outcome in self.tracker.observe(reading)]
+        if outcomes:
+            with self._lock:
+                self._recent.extend(outcomes)
+            if session is not None:
+                apply_outcomes(session, outcomes)
+
+    def take_recent(self) -> list[Outcome]:
+        with self._lock:
+            taken, self._recent = self._recent, []
+        return taken
+
+    def give_back(self, outcomes: list[Outcome]) -> None:
+        with self._lock:
+            self._recent[:0] = outcomes
+
+
+class DeviceRuntime:
+    def __init__(self, ctx: AppContext, *, node: str | None = None,
+                 expire_interval: float = EXPIRE_INTERVAL_S) -> None:
+        self.ctx = ctx
+        self.directory = DatabaseDirectory(ctx.db)
+        self.tracker = CommandTracker(ctx.clock)
+        self.telemetry = TelemetrySink(TelemetryStore(ctx.clock), places=RegistryPlaces())
+        self.readings = TelemetryAndCommands(self.telemetry, self.tracker)
+        self.ingest = IngestService(
+            ctx.settings, directory=self.directory, readings=self.readings, events=RegistryEventSink(),
+            db=ctx.db, clock=ctx.clock, node=node,
+        )
+        self.http = HttpIngest(self.ingest.pipeline, DatabaseTokenVerifier(ctx.db, ctx.clock))
+        self._expire_interval = expire_interval
+        self._stop = threading.Event()
+        self._expirer: threading.Thread | None = None
+        self.started = False
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> DeviceRuntime:
+        with self.ctx.db.session() as session:
+            resumed = self.tracker.load(session)
+        if resumed:
+            log.info("tracking %d commands still in flight", resumed)
+        self.ingest.start()
+        self._stop.clear()
+        self._expirer = threading.Thread(target=self._expire_loop, name="cityweave-command-expiry", daemon=True)
+        self._expirer.start()
+        self.started = True
+        return self
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        self._stop.set()
+        if self._expirer is not None:
+            self._expirer.join(5.0)
+        self.ingest.stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.ingest.wait_connected(timeout)
+
+    @property
+    def broker_url(self) -> str | None:
+        """Where devices (and the demo's simulator) publish: the embedded broker or the external one."""
+        if self.ingest.broker is not None:
+            return self.ingest.broker.url
+        return self.ctx.settings.mqtt_url
+
+    def expire_commands(self) -> int:
+        """Time out commands past their deadline, and write the latest confirmations once more
+        (in case their batch rolled back); how many log entries changed."""
+        recent = self.readings.take_recent()
+        outcomes = recent + self.tracker.expire()
+        if not outcomes:
+            return 0
+        try:
+            with self.ctx.db.session() as session:
+                self.ctx.db.write_first(session)
+                return apply_outcomes(session, outcomes)
+        except Exception:
+            self.readings.give_back(outcomes)  # timeouts included: the tracker already forgot them
+            raise
+
+    def _expire_loop(self) -> None:
+        while not self._stop.wait(self._expire_interval):
+            try:
+                self.expire_commands()
+            except Exception:
+                log.exception("could not time out commands")
+
+    # -- the web side --------------------------------------------------------------------------------
+    def install(self, app: Any) -> None:
+        """Put the transport's protocols where the routers look for them (``app.state``)."""
+        state = app.state
+        state.device_runtime = self
+        state.device_publisher = self.ingest
+        state.command_tracker = self.tracker
+        state.device_directory = self.directory
+        state.device_adapters = {adapter.name: adapter for adapter in self.ingest.adapters}
+        state.ingest_http = self.http
+        state.ingest_metrics = self.ingest.metrics
+
+    def status(self) -> dict[str, Any]:
+        return {**self.ingest.status(), "commands_in_flight": len(self.tracker)}

@@ -1,0 +1,244 @@
+"""The device runtime end to end: a real broker, the registry, ingest, telemetry, commands, the API.
+
+A Zigbee2MQTT plug registered into household ca-b1-u1-101 reports through the machine's real
+Mosquitto (127.0.0.1:1883); its value shows in the device's and the household's state, not to the
+neighbours; a command reaches the broker and the plug's echo confirms it in the command log. A
+second test runs the embedded broker (no MQTT URL). Both backends, through the ``ctx`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from fastapi.testclient import TestClient
+
+from cityweave.accounts import service as accounts
+from cityweave.accounts.models import Role, User
+from cityweave.api.app import create_app
+from cityweave.clock import ManualClock
+from cityweave.context import AppContext
+from cityweave.runtime import DeviceRuntime
+from cityweave.simulator.runner import Broker
+from tests.conftest import auth, need_service
+from tests.world import World, plug
+
+HOST, PORT = "127.0.0.1", 1883
+HOUSEHOLD, NEIGHBOUR = "ca-b1-u1-101", "ca-b1-u1-102"
+
+
+def _mosquitto() -> None:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex((HOST, PORT)) != 0:
+            need_service("Mosquitto", f"nothing listens on {HOST}:{PORT}")
+
+
+def _paho(host: str, port: int, name: str) -> paho.Client:
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:8]}")
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    return client
+
+
+def _close(*clients: paho.Client) -> None:
+    for client in clients:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _until(check: Callable[[], Any], timeout: float = 10.0, every: Callable[[], None] | None = None) -> Any:
+    """Poll ``check`` until it answers something truthy (bounded); ``every`` runs before each try."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if every is not None:
+            every()
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def runtime_factory(ctx: AppContext) -> Iterator[Callable[[str | None], tuple[DeviceRuntime, TestClient]]]:
+    started: list[tuple[DeviceRuntime, TestClient]] = []
+
+    def start(mqtt_url: str | None) -> tuple[DeviceRuntime, TestClient]:
+        ctx.settings.mqtt_url = mqtt_url
+        ctx.settings.mqtt_embedded_port = 0
+        ctx.settings.mqtt_client_id = f"cw-e2e-{uuid.uuid4().hex[:10]}"
+        runtime = DeviceRuntime(ctx, node=ctx.settings.mqtt_client_id)
+        app = create_app(ctx)
+        runtime.start()
+        runtime.install(app)
+        client = TestClient(app, raise_server_exceptions=False)
+        started.append((runtime, client))
+        assert runtime.wait_connected(10), "the runtime did not connect to its broker"
+        return runtime, client
+
+    yield start
+    for runtime, client in started:
+        client.close()
+        runtime.stop()
+
+
+def _token_of(ctx: AppContext, user_id: str) -> str:
+    with ctx.db.session() as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        return accounts.issue_tokens(ctx, session, user, source_ip=None).access_token
+
+
+def _value(client: TestClient, path: str, headers: dict[str, str], capability: str) -> Any:
+    r = client.get(path, headers=headers)
+    if r.status_code != 200:
+        return None
+    return next((v for v in r.json()["values"] if v["capability"] == capability), None)
+
+
+def test_plug_reports_and_obeys_through_mosquitto(ctx: AppContext, world: World, clock: ManualClock,
+                                                   runtime_factory) -> None:
+    _mosquitto()
+    runtime, client = runtime_factory(f"mqtt://{HOST}:{PORT}")
+    resident = auth(world.token(Role.RESIDENT))
+    # A friendly name of its own: other tests on the shared broker never see this plug.
+    friendly = f"cw-e2e-{uuid.uuid4().hex[:10]}"
+    body = plug(HOUSEHOLD, 4343).model_dump(mode="json")
+    body.update(address=f"0x00e2e{uuid.uuid4().hex[:11]}", aliases=[friendly],
+                profile={**body["profile"], "friendly_name": friendly})
+    registered = client.post("/api/v1/devices", json=body, headers=resident)
+    assert registered.status_code == 201, registered.text
+    device_id = registered.json()["device"]["id"]
+
+    received: queue.Queue[paho.MQTTMessage] = queue.Queue()
+    subscribed: queue.Queue[bool] = queue.Queue()
+    listener = _paho(HOST, PORT, "cw-e2e-listener")
+    device = _paho(HOST, PORT, "cw-e2e-device")
+    try:
+        listener.on_message = lambda _c, _u, message: received.put(message)
+        listener.on_subscribe = lambda *_args: subscribed.put(True)
+        listener.subscribe(f"zigbee2mqtt/{friendly}/set", qos=1)
+        subscribed.get(timeout=5)
+
+        # The device reports (again each try: the directory picks the new binding up within a second).
+        report = lambda: device.publish(f"zigbee2mqtt/{friendly}",
+                                        json.dumps({"state": "ON", "power": 12.5}), qos=1)
+        power = _until(lambda: _value(client, f"/api/v1/devices/{device_id}/state", resident, "power_w"),
+                       every=report)
+        assert power is not None, "the reading never reached the device's state"
+        assert power["value"] == 12.5 and power["device_id"] == device_id
+
+        # The household's state: the resident sees it, the neighbours' resident does not.
+        mine = client.get(f"/api/v1/places/{HOUSEHOLD}/state", headers=resident)
+        assert mine.status_code == 200, mine.text
+        assert {(v["device_id"], v["capability"]) for v in mine.json()["values"]} >= {(device_id, "power_w")}
+        neighbour = auth(_token_of(ctx, world.household_user[NEIGHBOUR]))
+        assert client.get(f"/api/v1/places/{HOUSEHOLD}/state", headers=neighbour).status_code in (403, 404)
+        assert client.get(f"/api/v1/devices/{device_id}/state", headers=neighbour).status_code == 404
+        theirs = client.get(f"/api/v1/places/{NEIGHBOUR}/state", headers=neighbour)
+        assert theirs.status_code == 200 and all(v["device_id"] != device_id for v in theirs.json()["values"])
+        # The building is readable by name, but its state shows the resident's own household only.
+        building = client.get("/api/v1/places/ca-b1-u1/state", headers=neighbour)
+        assert building.status_code in (200, 404)
+        if building.status_code == 200:
+            assert all(v["device_id"] != device_id for v in building.json()["values"])
+
+        series = client.get(f"/api/v1/devices/{device_id}/telemetry", headers=resident, params={
+            "capability": "power_w", "start": "2025-12-31T00:00:00Z", "end": "2026-01-02T00:00:00Z"})
+        assert series.status_code == 200, series.text
+        assert sum(b["count"] for b in series.json()["buckets"]) >= 1
+
+        # A command goes out to the broker ...
+        r = client.post(f"/api/v1/devices/{device_id}/commands", json={"capability": "on_off", "value": False},
+                        headers=resident)
+        assert r.status_code == 202, r.text
+        assert r.json()["status"] == "sent"
+        message = received.get(timeout=10)
+        assert message.topic == f"zigbee2mqtt/{friendly}/set"
+        assert json.loads(message.payload) == {"state": "OFF"}
+        # ... and the plug's echo confirms it.
+        clock.advance(seconds=1)
+        device.publish(f"zigbee2mqtt/{friendly}", json.dumps({"state": "OFF", "power": 0}), qos=1)
+
+        def confirmed() -> bool:
+            log = client.get(f"/api/v1/devices/{device_id}/commands", headers=resident).json()
+            return bool(log["items"]) and log["items"][0]["status"] == "confirmed"
+
+        assert _until(confirmed), "the echo never confirmed the command"
+        on_off = _value(client, f"/api/v1/devices/{device_id}/state", resident, "on_off")
+        assert on_off is not None and on_off["value"] is False
+        assert len(runtime.tracker) == 0
+
+        ready = client.get("/readyz").json()
+        assert ready["ingest"]["connected"] is True and ready["ingest"]["embedded_broker"] is False
+    finally:
+        _close(listener, device)
+
+
+def test_embedded_broker_takes_readings(world: World, runtime_factory) -> None:
+    runtime, client = runtime_factory(None)
+    assert runtime.ingest.broker is not None
+    broker = Broker.parse(runtime.broker_url or "")
+    device_id = world.device_of_household[HOUSEHOLD]
+    resident = auth(world.token(Role.RESIDENT))
+    device = _paho(broker.host, broker.port, "cw-e2e-embedded")
+    try:
+        report = lambda: device.publish("zigbee2mqtt/plug-ca-b1-u1-101", json.dumps({"power": 42.0}), qos=1)
+        power = _until(lambda: _value(client, f"/api/v1/devices/{device_id}/state", resident, "power_w"),
+                       every=report)
+        assert power is not None and power["value"] == 42.0
+    finally:
+        _close(device)
+    assert client.get("/readyz").json()["ingest"]["embedded_broker"] is True
+    metrics = client.get("/metrics").text
+    assert "cityweave_ingest_readings_stored_total" in metrics
+
+
+def test_a_batch_seen_from_several_devices(ctx: AppContext, world: World, clock: ManualClock) -> None:
+    """One ingest batch usually holds several devices: their last-seen times go in one executemany."""
+    from cityweave.devices.registry import service
+    from cityweave.devices.registry.models import Device, DeviceStatus
+
+    keys = sorted(world.device_of_household.values())[:3]
+    assert len(keys) >= 2
+    with ctx.db.session() as session:
+        activated = service.mark_seen(session, dict.fromkeys(keys, clock.now()), clock.now())
+    assert sorted(activated) == keys
+    with ctx.db.session() as session:
+        for key in keys:
+            device = session.get(Device, key)
+            assert device is not None and device.status is DeviceStatus.ACTIVE and device.online is True
+
+
+def test_a_confirmation_survives_its_batch_rolling_back(ctx: AppContext, world: World, clock: ManualClock) -> None:
+    """The tracker forgets a command once confirmed; if the batch then rolls back, the runtime
+    writes the confirmation again in its own transaction, and a timeout is written too."""
+    from cityweave.devices.reading import Reading
+    from cityweave.devices.registry import commands
+    from cityweave.devices.registry.models import CommandStatus, Device, DeviceCommand
+    from tests.devices_registry.support import RecordingPublisher, call_as
+
+    runtime = DeviceRuntime(ctx)  # not started: no broker needed
+    device_id = world.device_of_household[HOUSEHOLD]
+    with ctx.db.session() as session:
+        device = session.get(Device, device_id)
+        assert device is not None and device.place_path is not None
+        call = call_as(ctx, session, Role.RESIDENT, device.place_path)
+        sent = [commands.send_command(call, device_id, "on_off", value, publisher=RecordingPublisher(),
+                                      tracker=runtime.tracker).id for value in (False, True)]
+    with pytest.raises(RuntimeError), ctx.db.session() as session:
+        runtime.readings.write_batch(session, [Reading(device_id, "on_off", False, clock.now())])
+        raise RuntimeError("the batch failed after the sink ran")
+    clock.advance(seconds=60)  # the second command's echo never comes
+    assert runtime.expire_commands() == 2
+    with ctx.db.session() as session:
+        assert session.get(DeviceCommand, sent[0]).status is CommandStatus.CONFIRMED
+        assert session.get(DeviceCommand, sent[1]).status is CommandStatus.TIMED_OUT
+    assert runtime.expire_commands() == 0

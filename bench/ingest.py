@@ -81,13 +81,34 @@ class PrivateMosquitto:
         self.process.wait(5)
 
 
-def generator(url: str, rate: float, seconds: float, devices: int) -> subprocess.Popen[bytes]:
-    code = (
-        "import sys; from cityweave.simulator.runner import run_open_loop\n"
-        f"s = run_open_loop({url!r}, rate={rate}, devices={devices}, duration={seconds}, qos=1)\n"
-        "print(getattr(s, 'sent', None) or getattr(s, 'messages', None) or s, flush=True)\n"
-    )
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+PUBLISHERS = 1
+
+
+class Generator:
+    """``PUBLISHERS`` processes, each publishing its share of the rate (own seed, same fleet size)."""
+
+    def __init__(self, url: str, rate: float, seconds: float, devices: int) -> None:
+        self.processes = []
+        for index in range(PUBLISHERS):
+            code = (
+                "from cityweave.simulator.runner import run_open_loop\n"
+                f"run_open_loop({url!r}, rate={rate / PUBLISHERS}, devices={devices}, "
+                f"duration={seconds}, qos=1, seed={index + 1})\n"
+            )
+            self.processes.append(subprocess.Popen([sys.executable, "-c", code],
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def poll(self) -> int | None:
+        codes = [p.poll() for p in self.processes]
+        return None if any(c is None for c in codes) else max(codes)
+
+    def wait(self) -> None:
+        for process in self.processes:
+            process.wait()
+
+
+def generator(url: str, rate: float, seconds: float, devices: int) -> Generator:
+    return Generator(url, rate, seconds, devices)
 
 
 def ingest_topics() -> list[str]:
@@ -161,8 +182,8 @@ def measure_ingest(url: str, rate: float, seconds: float, devices: int, database
     ctx.db.dispose()
     return {"offered": rate, "received": processed, "rate": processed / (done - started),
             "lag": max(0.0, done - ended), "stored_readings": float(snapshot.get("readings_stored", 0)),
-            "max_queue": max_depth, "dropped": float(sum((snapshot.get("dropped") or {}).values()))
-            if isinstance(snapshot.get("dropped"), dict) else 0.0}
+            "max_queue": max_depth, "dropped": float(sum((snapshot.get("dropped") or {}).values())),
+            "reasons": snapshot.get("dropped") or {}}
 
 
 def main() -> None:
@@ -172,7 +193,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--publishers", type=int, default=1, help="generator processes")
     args = parser.parse_args()
+    global PUBLISHERS
+    PUBLISHERS = max(1, args.publishers)
     if not shutil.which("mosquitto"):
         sys.exit("needs the mosquitto binary (Debian package mosquitto)")
     rate = args.rate * args.burst
@@ -188,7 +212,7 @@ def main() -> None:
         print(f"  ingest   CityWeave into {args.database_url or 'SQLite'}: {result['received']:>9,.0f} msgs  "
               f"{result['rate']:>8,.0f} msg/s  lag {result['lag']:5.1f} s  "
               f"readings {result['stored_readings']:,.0f}  max queue {result['max_queue']:,}  "
-              f"dropped {result['dropped']:,.0f}")
+              f"dropped {result['dropped']:,.0f} {result['reasons'] or ''}")
         print(f"  peak RSS of this process: {peak_rss_mib():.0f} MiB")
     finally:
         broker.stop()

@@ -7,8 +7,6 @@ use and a reused (stolen) refresh token revokes its whole family.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from datetime import datetime, timedelta
 
@@ -45,12 +43,14 @@ from cityweave.security.passwords import (
     password_problems,
     verify_password,
 )
+from cityweave.security.tokens import (
+    digest,
+    new_prefixed_secret,
+    parse_prefixed_secret,
+    secret_matches,
+)
 
 ACCESS_PREFIX, REFRESH_PREFIX, SESSION_PREFIX, API_KEY_PREFIX = "cwa_", "cwr_", "cws_", "cwk_"
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class InvalidGrant(AuthenticationFailed):
@@ -132,7 +132,7 @@ def issue_tokens(
     ):
         session.add(
             AuthToken(
-                token_hash=_digest(token), kind=kind, user_id=user.id, family=family,
+                token_hash=digest(token), kind=kind, user_id=user.id, family=family,
                 issued_at=now, expires_at=now + ttl, client_ip=source_ip,
             )
         )
@@ -143,7 +143,7 @@ def issue_tokens(
 def refresh_tokens(ctx: AppContext, session: Session, refresh_token: str, *, source_ip: str | None) -> TokenPair:
     now = ctx.clock.now()
     row = session.execute(
-        select(AuthToken).where(AuthToken.token_hash == _digest(refresh_token), AuthToken.kind == TokenKind.REFRESH)
+        select(AuthToken).where(AuthToken.token_hash == digest(refresh_token), AuthToken.kind == TokenKind.REFRESH)
     ).scalar_one_or_none()
     if row is None or row.expires_at <= now:
         raise InvalidGrant("the refresh token is unknown or expired")
@@ -164,7 +164,7 @@ def refresh_tokens(ctx: AppContext, session: Session, refresh_token: str, *, sou
 
 def revoke_token(ctx: AppContext, session: Session, token: str) -> None:
     """RFC 7009 revocation: revoking any token of a sign-in ends the whole sign-in."""
-    row = session.execute(select(AuthToken).where(AuthToken.token_hash == _digest(token))).scalar_one_or_none()
+    row = session.execute(select(AuthToken).where(AuthToken.token_hash == digest(token))).scalar_one_or_none()
     if row is not None:
         _revoke_family(session, row.family, ctx.clock.now())
 
@@ -191,7 +191,7 @@ def principal_for_token(ctx: AppContext, session: Session, token: str, *, source
     if token.startswith(API_KEY_PREFIX):
         return _principal_for_api_key(ctx, session, token, source_ip=source_ip)
     row = session.execute(
-        select(AuthToken).where(AuthToken.token_hash == _digest(token))
+        select(AuthToken).where(AuthToken.token_hash == digest(token))
     ).scalar_one_or_none()
     if row is None or row.kind is TokenKind.REFRESH:
         raise AuthenticationFailed("the access token is not valid")
@@ -206,12 +206,12 @@ def principal_for_token(ctx: AppContext, session: Session, token: str, *, source
 
 
 def _principal_for_api_key(ctx: AppContext, session: Session, key: str, *, source_ip: str | None) -> Principal:
-    try:
-        _, prefix, secret = key.split("_", 2)
-    except ValueError:
-        raise AuthenticationFailed("the API key is malformed") from None
+    parsed = parse_prefixed_secret(key, API_KEY_PREFIX.rstrip("_"))
+    if parsed is None:
+        raise AuthenticationFailed("the API key is malformed")
+    prefix, secret = parsed
     row = session.execute(select(ApiKey).where(ApiKey.prefix == prefix)).scalar_one_or_none()
-    if row is None or not hmac.compare_digest(row.secret_hash, _digest(secret)):
+    if row is None or not secret_matches(row.secret_hash, secret):
         raise AuthenticationFailed("the API key is not valid")
     if row.revoked_at is not None:
         raise AuthenticationFailed("the API key was revoked")
@@ -227,13 +227,13 @@ def create_api_key(call: Call, user_id: str, data: ApiKeyCreate) -> tuple[ApiKey
     user = get_user(call, user_id, Action.UPDATE)
     if any(k.name == data.name and k.revoked_at is None for k in list_api_keys(call, user.id)):
         raise Conflict(f"the account already has a key named {data.name!r}")
-    prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    key = ApiKey(prefix=prefix, secret_hash=_digest(secret), name=data.name, user_id=user.id,
+    issued = new_prefixed_secret(API_KEY_PREFIX.rstrip("_"))
+    key = ApiKey(prefix=issued.prefix, secret_hash=issued.secret_hash, name=data.name, user_id=user.id,
                  created_at=call.now())
     call.session.add(key)
     call.session.flush()
-    call.audit("api_key.create", "user", user.id, details={"key": prefix, "name": data.name})
-    return key, f"{API_KEY_PREFIX}{prefix}_{secret}"
+    call.audit("api_key.create", "user", user.id, details={"key": issued.prefix, "name": data.name})
+    return key, issued.text
 
 
 def list_api_keys(call: Call, user_id: str) -> list[ApiKey]:

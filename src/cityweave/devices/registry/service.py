@@ -10,9 +10,7 @@ the device's place path, so scoped roles read their own area's device history.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +47,7 @@ from cityweave.errors import AuthenticationFailed, Conflict, Invalid, NotFound
 from cityweave.listing import Page, PageRequest, paginate
 from cityweave.places.models import Place, PlaceKind
 from cityweave.places.service import get_place
+from cityweave.security.tokens import new_prefixed_secret, parse_prefixed_secret, secret_matches
 
 TOKEN_PREFIX = "cwd_"
 MAX_ADDRESS = 200  # the column's length
@@ -394,18 +393,14 @@ def decommission(call: Call, device_id: str) -> Device:
 
 
 # -- credentials ------------------------------------------------------------------------------------
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def _issue_credential(call: Call, device: Device) -> tuple[DeviceCredential, str]:
-    prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    credential = DeviceCredential(device_id=device.id, prefix=prefix, secret_hash=_digest(secret),
+    issued = new_prefixed_secret(TOKEN_PREFIX.rstrip("_"))
+    credential = DeviceCredential(device_id=device.id, prefix=issued.prefix, secret_hash=issued.secret_hash,
                                   created_at=call.now(), created_by=call.principal.user_id)
     call.session.add(credential)
     call.session.flush()
-    _audit(call, "device.credential.issue", device, {"credential": prefix})
-    return credential, f"{TOKEN_PREFIX}{prefix}_{secret}"
+    _audit(call, "device.credential.issue", device, {"credential": issued.prefix})
+    return credential, issued.text
 
 
 def _revoke_credentials(session: Session, device_id: str, now: datetime) -> int:
@@ -428,14 +423,12 @@ def rotate_credentials(call: Call, device_id: str) -> tuple[DeviceCredential, st
 
 def verify_token(session: Session, token: str, now: datetime) -> Device:
     """The bound device a token belongs to (HTTP ingest); AuthenticationFailed otherwise."""
-    try:
-        scheme, prefix, secret = token.split("_", 2)
-    except ValueError:
-        raise AuthenticationFailed("the device token is malformed") from None
-    if scheme + "_" != TOKEN_PREFIX or len(prefix) > 16:
+    parsed = parse_prefixed_secret(token, TOKEN_PREFIX.rstrip("_"))
+    if parsed is None:
         raise AuthenticationFailed("the device token is malformed")
+    prefix, secret = parsed
     row = session.execute(select(DeviceCredential).where(DeviceCredential.prefix == prefix)).scalar_one_or_none()
-    if row is None or not hmac.compare_digest(row.secret_hash, _digest(secret)):
+    if row is None or not secret_matches(row.secret_hash, secret):
         raise AuthenticationFailed("the device token is not valid")
     if row.revoked_at is not None:
         raise AuthenticationFailed("the device token was revoked")

@@ -91,6 +91,7 @@ def runtime_factory(ctx: AppContext) -> Iterator[Callable[[str | None], tuple[De
 
 def _token_of(ctx: AppContext, user_id: str) -> str:
     with ctx.db.session() as session:
+        ctx.db.write_first(session)  # the running ingest commits all the time (see Database.write_first)
         user = session.get(User, user_id)
         assert user is not None
         return accounts.issue_tokens(ctx, session, user, source_ip=None).access_token

@@ -43,12 +43,7 @@ from cityweave.security.passwords import (
     password_problems,
     verify_password,
 )
-from cityweave.security.tokens import (
-    digest,
-    new_prefixed_secret,
-    parse_prefixed_secret,
-    secret_matches,
-)
+from cityweave.security.tokens import digest, new_prefixed_secret, row_for_prefixed_secret
 
 ACCESS_PREFIX, REFRESH_PREFIX, SESSION_PREFIX, API_KEY_PREFIX = "cwa_", "cwr_", "cws_", "cwk_"
 
@@ -206,15 +201,7 @@ def principal_for_token(ctx: AppContext, session: Session, token: str, *, source
 
 
 def _principal_for_api_key(ctx: AppContext, session: Session, key: str, *, source_ip: str | None) -> Principal:
-    parsed = parse_prefixed_secret(key, API_KEY_PREFIX.rstrip("_"))
-    if parsed is None:
-        raise AuthenticationFailed("the API key is malformed")
-    prefix, secret = parsed
-    row = session.execute(select(ApiKey).where(ApiKey.prefix == prefix)).scalar_one_or_none()
-    if row is None or not secret_matches(row.secret_hash, secret):
-        raise AuthenticationFailed("the API key is not valid")
-    if row.revoked_at is not None:
-        raise AuthenticationFailed("the API key was revoked")
+    row = row_for_prefixed_secret(session, ApiKey, key, API_KEY_PREFIX.rstrip("_"), "API key")
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise AuthenticationFailed("the API key's account is no longer active")

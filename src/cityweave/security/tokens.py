@@ -12,6 +12,14 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cityweave.errors import AuthenticationFailed
+
+T = TypeVar("T")
 
 
 def digest(secret: str) -> str:
@@ -48,3 +56,18 @@ def parse_prefixed_secret(text: str, scheme: str) -> tuple[str, str] | None:
 
 def secret_matches(stored_hash: str, secret: str) -> bool:
     return hmac.compare_digest(stored_hash, digest(secret))
+
+
+def row_for_prefixed_secret(session: Session, model: type[T], text: str, scheme: str, what: str) -> T:
+    """The row (an ORM class with ``prefix``, ``secret_hash`` and ``revoked_at``) that ``text``
+    unlocks; :class:`AuthenticationFailed` naming ``what`` ("API key", "device token") otherwise."""
+    parsed = parse_prefixed_secret(text, scheme)
+    if parsed is None:
+        raise AuthenticationFailed(f"the {what} is malformed")
+    prefix, secret = parsed
+    row = session.execute(select(model).where(model.prefix == prefix)).scalar_one_or_none()  # type: ignore[attr-defined]
+    if row is None or not secret_matches(row.secret_hash, secret):
+        raise AuthenticationFailed(f"the {what} is not valid")
+    if row.revoked_at is not None:
+        raise AuthenticationFailed(f"the {what} was revoked")
+    return row

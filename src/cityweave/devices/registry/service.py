@@ -47,7 +47,7 @@ from cityweave.errors import AuthenticationFailed, Conflict, Invalid, NotFound
 from cityweave.listing import Page, PageRequest, paginate
 from cityweave.places.models import Place, PlaceKind
 from cityweave.places.service import get_place
-from cityweave.security.tokens import new_prefixed_secret, parse_prefixed_secret, secret_matches
+from cityweave.security.tokens import new_prefixed_secret, row_for_prefixed_secret
 
 TOKEN_PREFIX = "cwd_"
 MAX_ADDRESS = 200  # the column's length
@@ -423,15 +423,7 @@ def rotate_credentials(call: Call, device_id: str) -> tuple[DeviceCredential, st
 
 def verify_token(session: Session, token: str, now: datetime) -> Device:
     """The bound device a token belongs to (HTTP ingest); AuthenticationFailed otherwise."""
-    parsed = parse_prefixed_secret(token, TOKEN_PREFIX.rstrip("_"))
-    if parsed is None:
-        raise AuthenticationFailed("the device token is malformed")
-    prefix, secret = parsed
-    row = session.execute(select(DeviceCredential).where(DeviceCredential.prefix == prefix)).scalar_one_or_none()
-    if row is None or not secret_matches(row.secret_hash, secret):
-        raise AuthenticationFailed("the device token is not valid")
-    if row.revoked_at is not None:
-        raise AuthenticationFailed("the device token was revoked")
+    row = row_for_prefixed_secret(session, DeviceCredential, token, TOKEN_PREFIX.rstrip("_"), "device token")
     device = session.get(Device, row.device_id)
     if device is None or device.status not in BOUND_STATUSES:
         raise AuthenticationFailed("the device is not in service")

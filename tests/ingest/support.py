@@ -3,6 +3,7 @@ publishing with paho, native payloads that carry a message number, session clean
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -71,6 +72,10 @@ class PrivateMosquitto:
         self.config = directory / "mosquitto.conf"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # Started as root, Mosquitto switches to the user "mosquitto", which could neither
+            # write the persistence file nor the log here: a restart then lost every message
+            # not yet acknowledged. Stay the user the tests run as.
+            f"user {getpass.getuser()}\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {directory}/\n"

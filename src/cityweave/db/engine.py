@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("cityweave.db")
+
+_AFTER_COMMIT = "cityweave_after_commit"
+
+
+def on_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's current transaction has committed; forget it if the
+    transaction rolls back.
+
+    This is how side effects that cannot be undone (an MQTT command, a push to a live page, a
+    webhook) follow the data that justifies them: only what was stored is announced, and a
+    retried batch does not announce twice. Callbacks run in the committing thread, in the order
+    they were registered; an exception in one is logged and does not stop the others, nor undo
+    the commit."""
+    callbacks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
+    callbacks.append(callback)
+
+
+def _run_after_commit(session: Session) -> None:
+    callbacks = session.info.pop(_AFTER_COMMIT, None)
+    for callback in callbacks or ():
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit callback %r failed", callback)
+
+
+def _forget_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+
+
+event.listen(Session, "after_commit", _run_after_commit)
+event.listen(Session, "after_rollback", _forget_after_commit)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from cityweave.audit import trail
 from cityweave.authz.policy import Principal
+from cityweave.bus import EventBus
 from cityweave.clock import Clock
 from cityweave.config import Settings
 from cityweave.db.engine import Database
@@ -26,6 +27,8 @@ class AppContext:
     db: Database
     cipher: FieldCipher
     clock: Clock = field(default_factory=Clock)
+    # Committed facts for other domains and the live pages (alarm changes, work-order steps).
+    bus: EventBus = field(default_factory=EventBus)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:

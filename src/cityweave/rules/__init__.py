@@ -1,0 +1,1 @@
+"""Rules: triggers, conditions and actions (model), household modes, scenes and automations."""

@@ -1,6 +1,7 @@
 """Imports every domain's models so Alembic and ``create_all`` see one complete metadata."""
 
 from cityweave.accounts.models import ApiKey, AuthToken, RoleGrant, User  # noqa: F401
+from cityweave.alarms.models import Alarm, AlarmEvent  # noqa: F401
 from cityweave.audit.models import AuditHead, AuditRecord  # noqa: F401
 from cityweave.db.base import Base
 from cityweave.ingest.receipts import IngestReceipt  # noqa: F401

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, and_, exists, false, literal, or_, select, true
 
 from cityweave.accounts.models import Role, RoleGrant, User
+from cityweave.alarms.models import Alarm
 from cityweave.audit.models import AuditRecord
 from cityweave.devices.registry.models import Device
 from cityweave.people.models import CareTag, HouseholdMember, Person
@@ -31,6 +32,7 @@ class Action(enum.StrEnum):
     REVEAL_ID = "reveal_id"  # see a full ID-card number
     IMPORT = "import"
     EXPORT = "export"
+    DISPATCH = "dispatch"  # send people to where an alarm is (alarms)
 
 
 class Resource(enum.StrEnum):
@@ -42,6 +44,7 @@ class Resource(enum.StrEnum):
     AUDIT = "audit"
     DEVICE = "device"  # the registry record: see, claim/register, change, decommission
     COMMAND = "command"  # telling a device to do something, and the log of who did
+    ALARM = "alarm"  # read; create (emergency call); update (acknowledge, resolve); dispatch
 
 
 A = Action
@@ -57,6 +60,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.MEMBERSHIP: frozenset({A.READ}),
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
+        Resource.ALARM: frozenset({A.READ, A.CREATE, A.UPDATE}),
     },
     Role.GRID_WORKER: {
         Resource.PLACE: frozenset({A.READ, A.UPDATE}),
@@ -64,6 +68,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.CARE_TAG: frozenset({A.READ, A.CREATE, A.DELETE}),
         Resource.MEMBERSHIP: frozenset({A.READ, A.CREATE, A.DELETE}),
         Resource.DEVICE: frozenset({A.READ}),
+        Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.PROPERTY_STAFF: {
         Resource.PLACE: frozenset({A.READ, A.CREATE, A.UPDATE}),
@@ -71,6 +76,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.MEMBERSHIP: frozenset({A.READ}),
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
+        Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.COMMUNITY_ADMIN: {
         Resource.PLACE: _ALL - {A.REVEAL_CONTACT, A.REVEAL_ID},
@@ -81,6 +87,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.AUDIT: frozenset({A.READ}),
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
+        Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.DEPARTMENT_OFFICER: {
         Resource.PLACE: frozenset({A.READ}),
@@ -93,6 +100,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.USER: frozenset({A.READ, A.CREATE, A.UPDATE}),
         Resource.AUDIT: frozenset({A.READ}),
         Resource.DEVICE: frozenset({A.READ}),
+        Resource.ALARM: frozenset({A.READ}),
     },
     Role.PLATFORM_ADMIN: {resource: _ALL for resource in Resource},
 }
@@ -283,6 +291,7 @@ _SCOPE_CLAUSES: dict[Resource, Callable[[list[str], Action], ColumnElement[bool]
     Resource.AUDIT: lambda paths, _a: _within(AuditRecord.place_path, paths),
     Resource.DEVICE: _device_clause,
     Resource.COMMAND: _command_clause,
+    Resource.ALARM: lambda paths, _a: _within(Alarm.place_path, paths),
 }
 
 # Devices that announced themselves belong to no place until someone claims them, so no path

@@ -243,3 +243,69 @@ def test_a_confirmation_survives_its_batch_rolling_back(ctx: AppContext, world: 
         assert session.get(DeviceCommand, sent[0]).status is CommandStatus.CONFIRMED
         assert session.get(DeviceCommand, sent[1]).status is CommandStatus.TIMED_OUT
     assert runtime.expire_commands() == 0
+
+
+def _shelly_body(household: str) -> tuple[str, dict[str, Any]]:
+    """A Shelly Plus 2PM of its own (unique id: other tests share the broker): a switch and a cover."""
+    address = f"shellyplus2pm-e2e{uuid.uuid4().hex[:8]}"
+    return address, {
+        "place_id": household, "name": "卧室窗帘", "adapter": "shelly", "address": address,
+        "device_type": "curtain", "manufacturer": "Shelly", "model": "SNSW-102P16EU", "protocol": "wifi",
+        "capabilities": [{"capability": "on_off", "endpoint": "switch:0", "writable": True},
+                         {"capability": "cover_control", "endpoint": "cover:0", "writable": True}],
+        "profile": {"gen": 2, "topic_prefix": address, "components": ["cover:0", "switch:0"]},
+    }
+
+
+def test_shelly_rpc_replies_confirm_and_reject_commands(ctx: AppContext, world: World, runtime_factory) -> None:
+    """Issue 3, device acknowledgements: the device's RPC reply (on ``<src>/rpc``) reaches the
+    ``CommandTracker`` through the ingest batch: a result confirms a command that expects no state
+    echo (Cover.Stop), an error rejects one (Switch.Set refused)."""
+    _mosquitto()
+    runtime, client = runtime_factory(f"mqtt://{HOST}:{PORT}")
+    resident = auth(world.token(Role.RESIDENT))
+    address, body = _shelly_body(HOUSEHOLD)
+    registered = client.post("/api/v1/devices", json=body, headers=resident)
+    assert registered.status_code == 201, registered.text
+    device_id = registered.json()["device"]["id"]
+
+    subscribed: queue.Queue[bool] = queue.Queue()
+    device = _paho(HOST, PORT, "cw-e2e-shelly")
+
+    def on_request(_c: Any, _u: Any, message: paho.MQTTMessage) -> None:
+        """The device: Cover.* succeeds, Switch.Set is refused (as a device in cover mode does)."""
+        frame = json.loads(message.payload)
+        reply: dict[str, Any] = {"id": frame["id"], "src": address, "dst": frame["src"]}
+        if frame["method"].startswith("Cover."):
+            reply["result"] = None
+        else:
+            reply["error"] = {"code": -106, "message": "Component is in cover mode"}
+        device.publish(f"{frame['src']}/rpc", json.dumps(reply), qos=1)
+
+    try:
+        device.on_message = on_request
+        device.on_subscribe = lambda *_args: subscribed.put(True)
+        device.subscribe(f"{address}/rpc", qos=1)
+        subscribed.get(timeout=5)
+
+        def status_of(command_id: str) -> str:
+            log = client.get(f"/api/v1/devices/{device_id}/commands", headers=resident).json()
+            return next((c["status"] for c in log["items"] if c["id"] == command_id), "")
+
+        # The directory binds the new device within a second: until then its reply is an unknown device.
+        _until(lambda: runtime.directory.find("shelly", address) is not None)
+        stop = client.post(f"/api/v1/devices/{device_id}/commands", headers=resident,
+                           json={"capability": "cover_control", "value": "stop", "endpoint": "cover:0"})
+        assert stop.status_code == 202, stop.text
+        assert _until(lambda: status_of(stop.json()["id"]) == "confirmed"), status_of(stop.json()["id"])
+
+        switch = client.post(f"/api/v1/devices/{device_id}/commands", headers=resident,
+                             json={"capability": "on_off", "value": True, "endpoint": "switch:0"})
+        assert switch.status_code == 202, switch.text
+        assert _until(lambda: status_of(switch.json()["id"]) == "rejected"), status_of(switch.json()["id"])
+        log = client.get(f"/api/v1/devices/{device_id}/commands", headers=resident).json()["items"]
+        rejected = next(c for c in log if c["id"] == switch.json()["id"])
+        assert "-106" in rejected["detail"] and "cover mode" in rejected["detail"]
+        assert len(runtime.tracker) == 0
+    finally:
+        _close(device)

@@ -10,7 +10,9 @@ What is wired:
 - each ingest batch goes to :class:`TelemetryAndCommands`: the telemetry store (with the devices'
   place paths from ``RegistryPlaces``) and the ``CommandTracker``, whose confirmations are written
   to the command log in the batch's own transaction;
-- announcements, availability and last-seen go to the registry (``RegistryEventSink``);
+- announcements, availability and last-seen go to the registry (``RegistryEventSink``), and the
+  devices' replies to commands (``DeviceEvents.acks``: Shelly RPC results and errors, MIoT codes,
+  native ``ack``) to the ``CommandTracker``, in the same batch transaction (``RegistryAndAcks``);
 - a small thread times out commands whose echo never came;
 - HTTP ingest checks device tokens against the registry (``DatabaseTokenVerifier``).
 """
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cityweave.context import AppContext
-from cityweave.devices.reading import Reading
+from cityweave.devices.reading import CommandAck, Reading
 from cityweave.devices.registry.commands import CommandTracker, Outcome, apply_outcomes
 from cityweave.devices.registry.directory import DatabaseDirectory
 from cityweave.devices.registry.places import RegistryPlaces
@@ -65,6 +67,18 @@ class TelemetryAndCommands:
             if session is not None:
                 apply_outcomes(session, outcomes)
 
+    def observe_acks(self, session: Any, acks: Sequence[CommandAck]) -> None:
+        """Devices' replies to commands: a refusal rejects, an acknowledgement confirms a command
+        that expects no state echo. Kept in ``recent`` like the readings' confirmations."""
+        if not acks or not len(self.tracker):
+            return
+        outcomes = [outcome for ack in acks for outcome in self.tracker.observe_ack(ack)]
+        if outcomes:
+            with self._lock:
+                self._recent.extend(outcomes)
+            if session is not None:
+                apply_outcomes(session, outcomes)
+
     def take_recent(self) -> list[Outcome]:
         with self._lock:
             taken, self._recent = self._recent, []
@@ -73,6 +87,20 @@ class TelemetryAndCommands:
     def give_back(self, outcomes: list[Outcome]) -> None:
         with self._lock:
             self._recent[:0] = outcomes
+
+
+class RegistryAndAcks:
+    """The ingest ``DeviceEventSink``: the registry's events, then the devices' command replies."""
+
+    def __init__(self, registry: RegistryEventSink, commands: TelemetryAndCommands) -> None:
+        self.registry = registry
+        self.commands = commands
+
+    def write_events(self, session: Any, events: Any) -> None:
+        self.registry.write_events(session, events)
+        acks = getattr(events, "acks", None)
+        if acks:
+            self.commands.observe_acks(session, [ack for ack, _ in acks])
 
 
 class DeviceRuntime:
@@ -84,7 +112,8 @@ class DeviceRuntime:
         self.telemetry = TelemetrySink(TelemetryStore(ctx.clock), places=RegistryPlaces())
         self.readings = TelemetryAndCommands(self.telemetry, self.tracker)
         self.ingest = IngestService(
-            ctx.settings, directory=self.directory, readings=self.readings, events=RegistryEventSink(),
+            ctx.settings, directory=self.directory, readings=self.readings,
+            events=RegistryAndAcks(RegistryEventSink(), self.readings),
             db=ctx.db, clock=ctx.clock, node=node,
         )
         self.http = HttpIngest(self.ingest.pipeline, DatabaseTokenVerifier(ctx.db, ctx.clock))

@@ -78,6 +78,15 @@ BAD = [
 ]
 
 
+def test_device_replies_to_commands_reach_the_event_sink():
+    """A native ``ack`` (like a Shelly RPC result or a MIoT code) travels in ``DeviceEvents.acks``."""
+    pipeline, sink, _, _ = make()
+    body = {"v": 1, "kind": "state", "device": "t1", "ack": "cmd-1", "values": {"on_off": True}}
+    pipeline.process([msg("cityweave/v1/t1/state", json.dumps(body), mid=1)])
+    acks = [ack for events in sink.events for ack, _ in events.acks]
+    assert [(a.request_id, a.ok) for a in acks] == [("cmd-1", True)]
+
+
 @pytest.mark.parametrize(("reason", "topic", "payload"), BAD, ids=[b[0] for b in BAD])
 def test_bad_input_is_dropped_with_a_counted_reason_and_nothing_stored(reason, topic, payload):
     pipeline, sink, acked, _ = make()

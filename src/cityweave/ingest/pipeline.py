@@ -280,6 +280,8 @@ class Pipeline:
         at = result.received_at
         for device in result.discovered:
             events.discovered.append((device, at))
+        for ack in result.acks:
+            events.acks.append((ack, at))
         for change in result.availability:
             events.availability.append((change, at))
             if self.heartbeat is not None and change.device_key and not change.online:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cityweave.devices.discovery import DiscoveredDevice
-from cityweave.devices.reading import AvailabilityChange, Reading
+from cityweave.devices.reading import AvailabilityChange, CommandAck, Reading
 
 
 class ReadingSink(Protocol):
@@ -29,9 +29,12 @@ class DeviceEvents:
     discovered: list[tuple[DiscoveredDevice, datetime]] = field(default_factory=list)
     availability: list[tuple[AvailabilityChange, datetime]] = field(default_factory=list)
     seen: dict[str, datetime] = field(default_factory=dict)  # device_key -> last message time
+    # Devices' replies to commands (Shelly RPC result/error, MIoT codes, native ``ack``): the
+    # runtime hands them to the CommandTracker inside the batch's transaction.
+    acks: list[tuple[CommandAck, datetime]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.discovered or self.availability or self.seen)
+        return bool(self.discovered or self.availability or self.seen or self.acks)
 
 
 class DeviceEventSink(Protocol):

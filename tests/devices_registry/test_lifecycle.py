@@ -287,3 +287,45 @@ def test_http_ingest_token_verifier(ctx: AppContext) -> None:
         assert session.execute(used, {"d": device_id}).scalar_one() is not None
         service.decommission(call_as(ctx, session, Role.RESIDENT, HOME), device_id)
     assert verifier.verify(token) is None
+
+
+@pytest.mark.parametrize("order", ["config_first", "sensors_first"])
+def test_tasmota_config_and_sensors_describe_one_device_in_any_order(ctx: AppContext, order: str) -> None:
+    """Tasmota announces a device in two halves under its MAC (``config``: relays and the MQTT
+    topic its messages use; ``sensors``: what it measures). Whichever arrives last must not erase
+    the other: the demo lost the topic of every metered plug whose ``sensors`` came second, and
+    their reports were refused as unknown devices."""
+    from cityweave.devices.adapters import create
+    from cityweave.devices.binding import InMemoryDirectory
+    from cityweave.simulator.behaviour import sample
+    from cityweave.simulator.fleet import PLUG, TASMOTA, Household, VirtualDevice
+    from cityweave.simulator.payloads import announcements, encode
+
+    plug_ = VirtualDevice("ca-b1-u1-101-plug1", 4242, Household("ca-b1-u1-101"), PLUG, TASMOTA, "kitchen", "plug1",
+                          appliance="kettle", rated_w=1800.0)
+    now = ctx.clock.now()
+    values = sample(plug_, now, __import__("random").Random(1))
+    tasmota = create("tasmota", directory=InMemoryDirectory())
+    halves = [m for m in announcements([plug_], now, lambda _d: values) if m.topic.startswith("tasmota/discovery/")]
+    assert [m.topic.rsplit("/", 1)[1] for m in halves] == ["config", "sensors"]
+    if order == "sensors_first":
+        halves.reverse()
+    with ctx.db.session() as session:
+        for message in halves * 2:  # and each again: nothing changes
+            for discovered in tasmota.decode(message.topic, message.payload, now).discovered:
+                device = service.record_discovered(session, discovered, now)
+        assert device is not None
+        assert device.aliases == [plug_.tasmota_topic]
+        assert device.profile["topic"] == plug_.tasmota_topic and device.profile["sensors"] == ["ENERGY", "Time"]
+        names = {ref["capability"] for ref in device.capabilities}
+        assert {"on_off", "rssi", "power_w", "energy_kwh", "voltage"} <= names
+        assert device.device_type == "plug"
+        call = Call(ctx, session, Principal.system("test"))
+        service.claim(call, device.id, DeviceClaim(place_id="ca-b1-u1-101"))
+        device_id = device.id
+    directory = DatabaseDirectory(ctx.db, check_interval=3600)
+    directory.refresh(force=True)
+    live = create("tasmota", directory=directory)
+    readings = [r for m in encode(plug_, values, now) for r in live.decode(m.topic, m.payload, now).readings]
+    assert {r.device_key for r in readings} == {device_id}
+    assert {"on_off", "power_w", "energy_kwh"} <= {r.capability for r in readings}

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from cityweave.devices.adapters import VendorAdapter, create_all, topic_matches
 from cityweave.devices.binding import InMemoryDirectory
-from cityweave.devices.discovery import DiscoveredDevice
-from cityweave.devices.types import infer
+from cityweave.devices.discovery import DiscoveredDevice, merge
 from cityweave.simulator.behaviour import sample
 from cityweave.simulator.fleet import SHELLY, TUYA, Fleet
 from cityweave.simulator.payloads import announcements, description
@@ -72,14 +70,6 @@ def bind_fleet(fleet: Fleet, directory: InMemoryDirectory | None = None,
 
 
 def _merge(first: DiscoveredDevice, later: DiscoveredDevice) -> DiscoveredDevice:
-    """Two announcements of one device (Tasmota's ``config`` and ``sensors``): one description.
-
-    The richer profile (the one with aliases: the config's topic) wins; capabilities add up and
-    the type is inferred again from all of them.
-    """
-    base, extra = (first, later) if first.aliases or not later.aliases else (later, first)
-    refs = tuple(dict.fromkeys((*base.capabilities, *extra.capabilities)))
-    names = {ref.capability for ref in refs}
-    device_type = infer(names, f"{base.description or ''} {base.model or ''}") or base.device_type
-    return replace(base, capabilities=refs, device_type=device_type,
-                   profile={**extra.profile, **base.profile})
+    """Two announcements of one device (Tasmota's ``config`` and ``sensors``): one description,
+    merged as the registry merges them (``discovery.merge``)."""
+    return merge([first, later])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -311,7 +312,9 @@ class TasmotaAdapter(VendorAdapter):
         except (KeyError, TypeError, ValueError) as exc:
             message.reject(Reason.INVALID_DISCOVERY, f"{kind}: {exc}")
             return
-        message.announce(device)
+        # Two halves of one description: the registry merges them (discovery.merge), so the
+        # sensors arriving after the config do not erase its topic (and the other way round).
+        message.announce(replace(device, part=kind))
 
     def discover(self, document: Mapping[str, Any], *, address: str | None = None) -> DiscoveredDevice:
         """A ``tasmota/discovery/<MAC>/config`` document."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from cityweave.db.base import new_id
 from cityweave.devices import capabilities as capability_registry
 from cityweave.devices.adapters import adapter_classes
 from cityweave.devices.binding import DeviceBinding
-from cityweave.devices.discovery import DiscoveredDevice
+from cityweave.devices.discovery import DiscoveredDevice, merge, part_document, part_from_document
 from cityweave.devices.registry.models import (
     BOUND_STATUSES,
     Device,
@@ -195,6 +196,8 @@ def record_discovered(session: Session, discovered: DiscoveredDevice, now: datet
             device.online = False
             device.updated_at = now
         return device
+    if discovered.part is not None:
+        discovered = _with_parts(device, discovered)
     if device is None:
         device = _revive(session, discovered) or Device(
             id=new_id("dev"), adapter=discovered.adapter, address=discovered.address, created_at=now,
@@ -214,6 +217,18 @@ def record_discovered(session: Session, discovered: DiscoveredDevice, now: datet
         if device.status in BOUND_STATUSES:
             bump_revision(session)
     return device
+
+
+def _with_parts(device: Device | None, discovered: DiscoveredDevice) -> DiscoveredDevice:
+    """A part of a split description (Tasmota's config and sensors) merged with the other parts
+    the device announced before; the parts are kept in the profile (``parts``) for the next one."""
+    stored = (device.profile or {}).get("parts") if device is not None else None
+    parts = {name: part_from_document(discovered.adapter, discovered.address, name, document)
+             for name, document in (stored or {}).items() if isinstance(document, dict)}
+    parts[discovered.part or ""] = discovered
+    merged = merge(parts.values())
+    documents = {name: part_document(part) for name, part in sorted(parts.items())}
+    return replace(merged, profile={**merged.profile, "parts": documents})
 
 
 def _revive(session: Session, discovered: DiscoveredDevice) -> Device | None:

@@ -140,3 +140,20 @@ def test_the_transports_own_adapter_instances_encode(ctx: AppContext, world: Wor
         commands.send_command(call, world.device_of_household["ca-b1-u1-101"], "on_off", True,
                               publisher=publisher, adapters_by_name={"zigbee2mqtt": z2m})
     assert publisher.messages[0].topic == "home-z2m/plug-ca-b1-u1-101/set"
+
+
+def test_nothing_is_published_before_the_commit_nor_after_a_rollback(ctx: AppContext, world: World) -> None:
+    publisher = RecordingPublisher()
+    device_id = world.device_of_household["ca-b1-u1-101"]
+    with pytest.raises(RuntimeError), ctx.db.session() as session:
+        call = call_as(ctx, session, Role.RESIDENT, HOME)
+        row = commands.send_command(call, device_id, "on_off", True, publisher=publisher)
+        assert publisher.messages == []  # logged, not yet sent
+        raise RuntimeError("the request failed after the command")
+    assert publisher.messages == []
+    assert _status(ctx, row.id) is None
+    with ctx.db.session() as session:
+        call = call_as(ctx, session, Role.RESIDENT, HOME)
+        commands.send_command(call, device_id, "on_off", True, publisher=publisher)
+        assert publisher.messages == []
+    assert len(publisher.messages) == 1

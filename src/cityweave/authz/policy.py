@@ -44,6 +44,7 @@ class Resource(enum.StrEnum):
     AUDIT = "audit"
     DEVICE = "device"  # the registry record: see, claim/register, change, decommission
     COMMAND = "command"  # telling a device to do something, and the log of who did
+    AUTOMATION = "automation"  # a household's mode, scenes and automations (rules/)
     ALARM = "alarm"  # read; create (emergency call); update (acknowledge, resolve); dispatch
 
 
@@ -60,6 +61,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.MEMBERSHIP: frozenset({A.READ}),
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
+        Resource.AUTOMATION: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.ALARM: frozenset({A.READ, A.CREATE, A.UPDATE}),
     },
     Role.GRID_WORKER: {
@@ -68,6 +70,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.CARE_TAG: frozenset({A.READ, A.CREATE, A.DELETE}),
         Resource.MEMBERSHIP: frozenset({A.READ, A.CREATE, A.DELETE}),
         Resource.DEVICE: frozenset({A.READ}),
+        Resource.AUTOMATION: frozenset({A.READ}),
         Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.PROPERTY_STAFF: {
@@ -76,6 +79,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.MEMBERSHIP: frozenset({A.READ}),
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
+        Resource.AUTOMATION: frozenset({A.READ}),
         Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.COMMUNITY_ADMIN: {
@@ -87,6 +91,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.AUDIT: frozenset({A.READ}),
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
+        Resource.AUTOMATION: frozenset({A.READ}),
         Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.DEPARTMENT_OFFICER: {
@@ -292,6 +297,8 @@ _SCOPE_CLAUSES: dict[Resource, Callable[[list[str], Action], ColumnElement[bool]
     Resource.DEVICE: _device_clause,
     Resource.COMMAND: _command_clause,
     Resource.ALARM: lambda paths, _a: _within(Alarm.place_path, paths),
+    # Mode, scenes and automations belong to a household: checked against the household place.
+    Resource.AUTOMATION: lambda paths, _a: _within(Place.path, paths),
 }
 
 # Devices that announced themselves belong to no place until someone claims them, so no path

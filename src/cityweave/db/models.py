@@ -8,6 +8,8 @@ from cityweave.ingest.receipts import IngestReceipt  # noqa: F401
 from cityweave.devices.registry.models import Device, DeviceCommand, DeviceCredential, DeviceRegistryState  # noqa: F401
 from cityweave.people.models import CareTag, HouseholdMember, Person  # noqa: F401
 from cityweave.places.models import Place  # noqa: F401
+from cityweave.rules.models import Automation, HouseholdMode, Scene  # noqa: F401
+from cityweave.rules.state import HouseholdRuleSettings, RuleState  # noqa: F401
 from cityweave.telemetry import models as telemetry_models  # noqa: F401
 
 metadata = Base.metadata

@@ -2,8 +2,10 @@
 
 :func:`send_command` validates the command against the capability registry, checks the caller may
 command this device, lets the device's adapter encode the vendor message, logs it (who, when,
-what) and hands it to the transport through the :class:`Publisher` protocol; the MQTT ingest
-implements that protocol with its client. :class:`CommandTracker` then watches incoming readings:
+what) and hands it to the transport through the :class:`Publisher` protocol once the caller's
+transaction has committed (``db.engine.on_commit``): a command whose log entry (or whose cause, an
+alarm raised in the same ingest batch) was rolled back is never sent. The MQTT ingest implements
+that protocol with its client. :class:`CommandTracker` then watches incoming readings:
 the state echo the adapter predicted confirms the command, a negative device reply rejects it, and
 silence past the deadline times it out. The tracker is pure logic over a clock, so tests drive it
 with a ManualClock; :func:`apply_outcomes` writes what it decided to the command log.
@@ -19,11 +21,13 @@ from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from cityweave.authz.policy import Action, Resource
 from cityweave.clock import Clock
 from cityweave.context import Call
 from cityweave.db.base import new_id
+from cityweave.db.engine import Database, on_commit
 from cityweave.devices import adapters
 from cityweave.devices.adapters import VendorAdapter
 from cityweave.devices.binding import DeviceDirectory, InMemoryDirectory
@@ -80,10 +84,13 @@ def send_command(
     directory: DeviceDirectory | None = None,
     adapters_by_name: Mapping[str, VendorAdapter] | None = None,
 ) -> DeviceCommand:
-    """Send one command and log it. Errors, in order: 404 (device not visible), 403 (may not
-    command it), 409 (not in service), 422 (capability unknown, read-only, value out of range or
-    not supported by this device), 503 (no transport). A transport failure after logging is not an
-    error of the request: the log entry says ``failed``.
+    """Log one command and send it when the caller's transaction commits. Errors, in order: 404
+    (device not visible), 403 (may not command it), 409 (not in service), 422 (capability unknown,
+    read-only, value out of range or not supported by this device), 503 (no transport).
+
+    The row is returned ``sent`` (handed to the transport at commit); nothing is published if the
+    transaction rolls back. A transport failure at publishing is not an error of the request: the
+    log entry becomes ``failed`` (written in a transaction of its own, after the commit).
 
     ``adapters_by_name`` are the transport's own adapter instances, configured as it runs them
     (Zigbee2MQTT base topic, Shelly client id); without them a default instance encodes."""
@@ -113,18 +120,35 @@ def send_command(
     call.audit("device.command", "device", device.id, place_path=device.place_path, details={
         "command": row.id, "capability": row.capability, "endpoint": row.endpoint, "value": row.value,
     })
-    try:
-        publisher.publish(encoded.topic, encoded.payload, encoded.qos, encoded.retain)
-    except Exception as exc:  # noqa: BLE001 - any transport error is the command's outcome
-        row.status = CommandStatus.FAILED
-        row.detail = f"publish failed: {type(exc).__name__}: {exc}"[:500]
-        row.completed_at = now
-        row.deadline_at = None
-        return row
     row.status = CommandStatus.SENT
-    if tracker is not None:
-        tracker.track(row.id, device.id, echo, now)
+    db = call.ctx.db
+    device_key = device.id
+
+    def publish_after_commit() -> None:
+        # Tracked first: an echo may arrive before publish() returns.
+        if tracker is not None:
+            tracker.track(row.id, device_key, echo, now)
+        try:
+            publisher.publish(encoded.topic, encoded.payload, encoded.qos, encoded.retain)
+        except Exception as exc:  # noqa: BLE001 - any transport error is the command's outcome
+            if tracker is not None:
+                tracker.forget(row.id)
+            _mark_failed(db, row, f"publish failed: {type(exc).__name__}: {exc}"[:500], now)
+
+    on_commit(call.session, publish_after_commit)
     return row
+
+
+def _mark_failed(db: Database, row: DeviceCommand, detail: str, now: datetime) -> None:
+    """The transport refused a command whose log entry is already committed: record that."""
+    with db.session() as session:
+        db.write_first(session)
+        session.execute(update(DeviceCommand).where(
+            DeviceCommand.id == row.id, DeviceCommand.status == CommandStatus.SENT,
+        ).values(status=CommandStatus.FAILED, detail=detail, completed_at=now, deadline_at=None))
+    for key, value in (("status", CommandStatus.FAILED), ("detail", detail), ("completed_at", now),
+                       ("deadline_at", None)):
+        set_committed_value(row, key, value)
 
 
 def _offered(device: Device, command: Command) -> None:
@@ -255,6 +279,13 @@ class CommandTracker:
                     outcomes.append(Outcome(entry.command_id, CommandStatus.TIMED_OUT, now,
                                             f"no {entry.echo.capability} echo within {entry.echo.timeout_s:g} s"))
         return outcomes
+
+    def forget(self, command_id: str) -> None:
+        """Stop tracking a command (its publishing failed)."""
+        with self._lock:
+            entry = self._by_id.get(command_id)
+            if entry is not None:
+                self._drop(entry)
 
     def _drop(self, entry: _InFlight) -> None:
         self._by_id.pop(entry.command_id, None)

@@ -23,10 +23,11 @@ from cityweave.api.routers import (
     telemetry,
     transfer,
     users,
+    workorders,
 )
 from cityweave.context import AppContext
 
-UPLOAD_PREFIXES = ("/api/v1/import",)
+UPLOAD_PREFIXES = ("/api/v1/import", "/api/v1/work-orders/")
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -49,6 +50,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     for module in (health, auth, places, persons, users, audit, transfer, devices, telemetry, ingest):
         app.include_router(module.router)
     app.include_router(ingest.metrics_router)
+    app.include_router(workorders.router)
+    app.include_router(workorders.categories_router)
 
     @app.get("/problems/{slug}", include_in_schema=False)
     def problem_type(slug: str) -> JSONResponse:

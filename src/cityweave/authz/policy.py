@@ -21,6 +21,7 @@ from cityweave.audit.models import AuditRecord
 from cityweave.devices.registry.models import Device
 from cityweave.people.models import CareTag, HouseholdMember, Person
 from cityweave.places.models import Place
+from cityweave.workorders.models import WorkOrder
 
 
 class Action(enum.StrEnum):
@@ -44,8 +45,11 @@ class Resource(enum.StrEnum):
     AUDIT = "audit"
     DEVICE = "device"  # the registry record: see, claim/register, change, decommission
     COMMAND = "command"  # telling a device to do something, and the log of who did
-    AUTOMATION = "automation"  # a household's mode, scenes and automations (rules/)
     ALARM = "alarm"  # read; create (emergency call); update (acknowledge, resolve); dispatch
+    WORK_ORDER = "work_order"  # resident reports and their handling (workorders/)
+    WORK_ORDER_CATEGORY = "work_order_category"  # the category catalogue: who answers what, how fast
+    AUTOMATION = "automation"  # a household's mode, scenes and automations (rules/)
+    RULE_SETTING = "rule_setting"  # a household's settings of the built-in safety and care rules
 
 
 A = Action
@@ -62,6 +66,9 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
         Resource.AUTOMATION: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
+        Resource.RULE_SETTING: frozenset({A.READ, A.UPDATE}),
+        # Own reports and the community's public ones (see work_order_clause).
+        Resource.WORK_ORDER: frozenset({A.READ, A.CREATE}),
         Resource.ALARM: frozenset({A.READ, A.CREATE, A.UPDATE}),
     },
     Role.GRID_WORKER: {
@@ -71,6 +78,8 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.MEMBERSHIP: frozenset({A.READ, A.CREATE, A.DELETE}),
         Resource.DEVICE: frozenset({A.READ}),
         Resource.AUTOMATION: frozenset({A.READ}),
+        Resource.RULE_SETTING: frozenset({A.READ}),
+        Resource.WORK_ORDER: frozenset({A.READ, A.CREATE, A.UPDATE}),
         Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.PROPERTY_STAFF: {
@@ -80,6 +89,8 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
         Resource.AUTOMATION: frozenset({A.READ}),
+        Resource.RULE_SETTING: frozenset({A.READ, A.UPDATE}),
+        Resource.WORK_ORDER: frozenset({A.READ, A.CREATE, A.UPDATE}),
         Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.COMMUNITY_ADMIN: {
@@ -92,12 +103,19 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.DEVICE: frozenset({A.READ, A.CREATE, A.UPDATE, A.DELETE}),
         Resource.COMMAND: frozenset({A.READ, A.CREATE}),
         Resource.AUTOMATION: frozenset({A.READ}),
+        Resource.RULE_SETTING: frozenset({A.READ, A.UPDATE}),
+        Resource.WORK_ORDER: frozenset({A.READ, A.CREATE, A.UPDATE}),
         Resource.ALARM: frozenset({A.READ, A.UPDATE, A.DISPATCH}),
     },
     Role.DEPARTMENT_OFFICER: {
         Resource.PLACE: frozenset({A.READ}),
+        # Only the categories named in the grant, inside its area (see work_order_clause).
+        Resource.WORK_ORDER: frozenset({A.READ, A.UPDATE}),
     },
-    Role.SERVICE_PROVIDER: {},
+    Role.SERVICE_PROVIDER: {
+        # Only the work orders assigned to them (see work_order_clause).
+        Resource.WORK_ORDER: frozenset({A.READ, A.UPDATE}),
+    },
     Role.CITY_OPERATOR: {
         Resource.PLACE: frozenset({A.READ, A.CREATE, A.UPDATE, A.EXPORT}),
         Resource.PERSON: frozenset({A.READ}),
@@ -105,6 +123,7 @@ POLICY: dict[Role, dict[Resource, frozenset[Action]]] = {
         Resource.USER: frozenset({A.READ, A.CREATE, A.UPDATE}),
         Resource.AUDIT: frozenset({A.READ}),
         Resource.DEVICE: frozenset({A.READ}),
+        Resource.WORK_ORDER: frozenset({A.READ}),  # statistics and supervision; reporters stay masked
         Resource.ALARM: frozenset({A.READ}),
     },
     Role.PLATFORM_ADMIN: {resource: _ALL for resource in Resource},
@@ -297,8 +316,12 @@ _SCOPE_CLAUSES: dict[Resource, Callable[[list[str], Action], ColumnElement[bool]
     Resource.DEVICE: _device_clause,
     Resource.COMMAND: _command_clause,
     Resource.ALARM: lambda paths, _a: _within(Alarm.place_path, paths),
+    # Work orders need more than a path (categories, reporters, assignees): work_order_clause.
+    Resource.WORK_ORDER: lambda paths, _a: _within(WorkOrder.place_path, paths),
+    Resource.WORK_ORDER_CATEGORY: lambda paths, _a: true(),
     # Mode, scenes and automations belong to a household: checked against the household place.
     Resource.AUTOMATION: lambda paths, _a: _within(Place.path, paths),
+    Resource.RULE_SETTING: lambda paths, _a: _within(Place.path, paths),
 }
 
 # Devices that announced themselves belong to no place until someone claims them, so no path
@@ -381,5 +404,80 @@ def can_grant(principal: Principal, role: Role, place_path: str | None) -> bool:
         if grant.place_path is None:
             return True
         if place_path is not None and place_path.startswith(grant.place_path):
+            return True
+    return False
+
+
+# -- work orders -----------------------------------------------------------------------------------
+# A work order is seen by more than the place tree says: its reporter sees it wherever it is,
+# residents see the public ones of their community, department officers only their categories,
+# service providers only what is assigned to them.
+_COMMUNITY_DEPTH = 4  # city › district › street › community: the fixed top of the place tree
+
+
+def community_path(path: str) -> str:
+    """The community prefix of a path below a community (a household's, a grid's)."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    return "/" + "/".join(parts[:_COMMUNITY_DEPTH]) + "/"
+
+
+def _work_order_grant_clause(principal: Principal, grant: Grant, action: Action) -> ColumnElement[bool]:
+    if grant.place_path is None and grant.role is not Role.SERVICE_PROVIDER:
+        return true()
+    if grant.role is Role.SERVICE_PROVIDER:
+        return WorkOrder.assignee_user_id == principal.user_id
+    if grant.role is Role.RESIDENT:  # READ only: the public reports around them
+        return and_(WorkOrder.place_path.startswith(community_path(grant.place_path or "/")),
+                    WorkOrder.public.is_(True))
+    clause = WorkOrder.place_path.startswith(grant.place_path or "/")
+    if grant.role is Role.DEPARTMENT_OFFICER:
+        clause = and_(clause, WorkOrder.category_id.in_(list(grant.categories)))
+    return clause
+
+
+def work_order_clause(principal: Principal, action: Action) -> ColumnElement[bool]:
+    """The WHERE condition for work orders the caller may ``action``."""
+    clauses = [
+        _work_order_grant_clause(principal, grant, action)
+        for grant in principal.grants
+        if action in POLICY[grant.role].get(Resource.WORK_ORDER, ())
+    ]
+    if action is Action.READ:
+        clauses.append(WorkOrder.reporter_user_id == principal.user_id)
+    return or_(*clauses) if clauses else false()
+
+
+def allows_work_order(principal: Principal, action: Action, order: WorkOrder) -> bool:
+    """The Python twin of :func:`work_order_clause`, for one loaded work order."""
+    if action is Action.READ and order.reporter_user_id == principal.user_id:
+        return True
+    for grant in principal.grants:
+        if action not in POLICY[grant.role].get(Resource.WORK_ORDER, ()):
+            continue
+        if grant.role is Role.SERVICE_PROVIDER:
+            if order.assignee_user_id == principal.user_id:
+                return True
+        elif grant.place_path is None:
+            return True
+        elif grant.role is Role.RESIDENT:
+            if order.public and order.place_path.startswith(community_path(grant.place_path)):
+                return True
+        elif order.place_path.startswith(grant.place_path) and (
+            grant.role is not Role.DEPARTMENT_OFFICER or order.category_id in grant.categories
+        ):
+            return True
+    return False
+
+
+def may_report_at(principal: Principal, place_path: str) -> bool:
+    """Where the caller may file a report: residents anywhere in their community, staff in
+    their scope, the platform anywhere."""
+    for grant in principal.grants:
+        if Action.CREATE not in POLICY[grant.role].get(Resource.WORK_ORDER, ()):
+            continue
+        if grant.place_path is None:
+            return True
+        area = community_path(grant.place_path) if grant.role is Role.RESIDENT else grant.place_path
+        if place_path.startswith(area):
             return True
     return False

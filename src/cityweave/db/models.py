@@ -11,5 +11,6 @@ from cityweave.places.models import Place  # noqa: F401
 from cityweave.rules.models import Automation, HouseholdMode, Scene  # noqa: F401
 from cityweave.rules.state import HouseholdRuleSettings, RuleState  # noqa: F401
 from cityweave.telemetry import models as telemetry_models  # noqa: F401
+from cityweave.workorders.models import Category, Department, RotaCursor, WorkOrder, WorkOrderEvent, WorkOrderPhoto  # noqa: F401
 
 metadata = Base.metadata

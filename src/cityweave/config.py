@@ -63,6 +63,21 @@ class Settings(BaseSettings):
     telemetry_minute_days: int = Field(default=180, ge=1)
     telemetry_hour_days: int | None = Field(default=None, ge=1)
 
+    # Live events and notifications (cityweave.notifications).
+    events_heartbeat_seconds: float = Field(default=15.0, gt=0)  # ": ping" comment on idle streams
+    events_reauth_seconds: float = Field(default=60.0, gt=0)  # a stream ends once its token does
+    events_subscriber_queue: int = Field(default=256, ge=1)  # per stream; a slow one gets "resync"
+    events_ring_size: int = Field(default=2_000, ge=1)  # kept for Last-Event-ID resumes
+    notify_rate_limit: int = Field(default=5, ge=1)  # messages per recipient and channel per window
+    notify_rate_window_seconds: int = Field(default=600, ge=1)
+    notify_freshness_seconds: int = Field(default=600, ge=1)  # older pending rows at start: a digest
+    notify_max_attempts: int = Field(default=5, ge=1)
+    notify_retry_base_seconds: float = Field(default=5.0, gt=0)  # doubles per attempt
+    notify_webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    notify_webhook_secret: str | None = Field(
+        default=None, description="HMAC-SHA256 key of webhook signatures; default: derived from the master key"
+    )
+
     # Logging.
     log_level: str = "INFO"
     log_json: bool = False

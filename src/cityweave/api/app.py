@@ -16,6 +16,7 @@ from cityweave.api.routers import (
     audit,
     auth,
     devices,
+    events,
     health,
     ingest,
     persons,
@@ -26,6 +27,7 @@ from cityweave.api.routers import (
     workorders,
 )
 from cityweave.context import AppContext
+from cityweave.notifications.service import Notifications
 
 UPLOAD_PREFIXES = ("/api/v1/import", "/api/v1/work-orders/")
 
@@ -47,8 +49,11 @@ def create_app(ctx: AppContext) -> FastAPI:
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (health, auth, places, persons, users, audit, transfer, devices, telemetry, ingest):
+    for module in (health, auth, places, persons, users, audit, transfer, devices, telemetry, ingest, events):
         app.include_router(module.router)
+    # The live event hub (app.state.notification_hub), the outbox dispatcher (started by whoever
+    # serves) and the alarm adapter in app.state.alarm_listeners; a runtime may install its own.
+    Notifications(ctx).install(app)
     app.include_router(ingest.metrics_router)
     app.include_router(workorders.router)
     app.include_router(workorders.categories_router)

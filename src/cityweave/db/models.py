@@ -5,6 +5,7 @@ from cityweave.alarms.models import Alarm, AlarmEvent  # noqa: F401
 from cityweave.audit.models import AuditHead, AuditRecord  # noqa: F401
 from cityweave.db.base import Base
 from cityweave.ingest.receipts import IngestReceipt  # noqa: F401
+from cityweave.notifications.models import Notification, NotificationPreference  # noqa: F401
 from cityweave.devices.registry.models import Device, DeviceCommand, DeviceCredential, DeviceRegistryState  # noqa: F401
 from cityweave.people.models import CareTag, HouseholdMember, Person  # noqa: F401
 from cityweave.places.models import Place  # noqa: F401

@@ -1,0 +1,82 @@
+"""The notifications composition root: hub, channels, dispatcher and the alarm adapter.
+
+``create_app`` builds one and ``install``s it (``app.state.notification_hub``,
+``app.state.notifications``, and the adapter appended to ``app.state.alarm_listeners``); whoever
+serves (``cityweave serve`` / ``demo``) calls ``start()`` (stale rows folded, dispatcher thread)
+and ``stop()``. Tests and tools may build one with their own hub, channels or provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cityweave.context import AppContext
+from cityweave.notifications.alarms import AlarmNotifier
+from cityweave.notifications.channels import (
+    Channel,
+    LogProvider,
+    SmsChannel,
+    TextProvider,
+    VoiceChannel,
+    WebhookChannel,
+)
+from cityweave.notifications.hub import NotificationHub
+from cityweave.notifications.outbox import Dispatcher
+
+
+def webhook_secret(ctx: AppContext) -> bytes:
+    """``CITYWEAVE_NOTIFY_WEBHOOK_SECRET``, or else a key derived from the master key (stable
+    across restarts, but then receivers cannot know it: configure one to verify signatures)."""
+    configured = ctx.settings.notify_webhook_secret
+    if configured:
+        return configured.encode()
+    return ctx.cipher.blind_index("webhook-signing-key", "notifications.webhook").encode()
+
+
+def default_channels(ctx: AppContext, provider: TextProvider) -> dict[str, Channel]:
+    return {
+        "webhook": WebhookChannel(webhook_secret(ctx), timeout=ctx.settings.notify_webhook_timeout_seconds),
+        "sms": SmsChannel(provider),
+        "voice": VoiceChannel(provider),
+    }
+
+
+class Notifications:
+    def __init__(self, ctx: AppContext, *, hub: NotificationHub | None = None,
+                 provider: TextProvider | None = None, channels: Mapping[str, Channel] | None = None,
+                 interval: float = 1.0) -> None:
+        self.ctx = ctx
+        self.hub = hub or NotificationHub.from_settings(ctx.settings)
+        self.provider = provider or LogProvider()
+        self.channels = dict(channels) if channels is not None else default_channels(ctx, self.provider)
+        self.dispatcher = Dispatcher(ctx, self.channels, interval=interval)
+        self.alarm_listener = AlarmNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
+        self.started = False
+
+    def install(self, app: Any) -> None:
+        state = app.state
+        state.notifications = self
+        state.notification_hub = self.hub
+        listeners = getattr(state, "alarm_listeners", None)
+        if listeners is None:
+            listeners = []
+            state.alarm_listeners = listeners
+        listeners[:] = [fn for fn in listeners if not isinstance(fn, AlarmNotifier)]
+        listeners.append(self.alarm_listener)
+
+    def start(self) -> Notifications:
+        if not self.started:
+            self.dispatcher.start()
+            self.started = True
+        return self
+
+    def stop(self) -> None:
+        self.hub.close()
+        if self.started:
+            self.dispatcher.stop()
+            self.started = False
+        for channel in self.channels.values():
+            close = getattr(channel, "close", None)
+            if close is not None:
+                close()

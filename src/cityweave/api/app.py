@@ -13,6 +13,7 @@ from cityweave import __version__
 from cityweave.api import problems
 from cityweave.api.middleware import BodyLimit, RejectNulInUrl, RequestId
 from cityweave.api.routers import (
+    alarms,
     audit,
     auth,
     devices,
@@ -55,6 +56,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     # serves) and the alarm adapter in app.state.alarm_listeners; a runtime may install its own.
     Notifications(ctx).install(app)
     app.include_router(ingest.metrics_router)
+    app.include_router(alarms.router)
     app.include_router(workorders.router)
     app.include_router(workorders.categories_router)
 

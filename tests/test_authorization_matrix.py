@@ -13,9 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cityweave.accounts.models import Role
+from cityweave.alarms import AlarmRaise, Severity
+from cityweave.alarms.service import raise_alarm
+from cityweave.context import AppContext
 from tests.conftest import auth
 from tests.devices_registry.support import RecordingPublisher
-from tests.world import World
+from tests.world import RESIDENTS, World
 
 OWN = "ca-b1-u1-101"
 OTHER: dict[Role, str] = {
@@ -35,6 +38,7 @@ OPERATIONS = [
     "place.read", "place.update", "person.read", "person.reveal", "care_tag.read",
     "membership.read", "user.read", "audit.read", "device.read", "device.command", "person.update",
     "care_tag.create", "user.update", "membership.delete",
+    "alarm.read", "alarm.acknowledge", "alarm.dispatch", "alarm.resolve", "alarm.emergency",
 ]
 EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.RESIDENT: {
@@ -42,30 +46,40 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
         "device.read": (Y, N), "device.command": (Y, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
+        "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (N, N), "alarm.resolve": (Y, N),
+        "alarm.emergency": (Y, N),
     },
     Role.GRID_WORKER: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
         "device.read": (Y, N), "device.command": (N, N),
         "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (N, N), "membership.delete": (Y, N),
+        "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
+        "alarm.emergency": (N, N),
     },
     Role.PROPERTY_STAFF: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (N, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
         "device.read": (Y, N), "device.command": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
+        "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
+        "alarm.emergency": (N, N),
     },
     Role.COMMUNITY_ADMIN: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (Y, N), "audit.read": (Y, N),
         "device.read": (Y, N), "device.command": (N, N),
         "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (Y, N), "membership.delete": (Y, N),
+        "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
+        "alarm.emergency": (N, N),
     },
     Role.DEPARTMENT_OFFICER: {
         "place.read": (Y, N), "place.update": (N, N), "person.read": (N, N), "person.reveal": (N, N),
         "care_tag.read": (N, N), "membership.read": (N, N), "user.read": (N, N), "audit.read": (N, N),
         "device.read": (N, N), "device.command": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
+        "alarm.read": (N, N), "alarm.acknowledge": (N, N), "alarm.dispatch": (N, N), "alarm.resolve": (N, N),
+        "alarm.emergency": (N, N),
     },
     Role.SERVICE_PROVIDER: {op: (N, N) for op in OPERATIONS},
     Role.CITY_OPERATOR: {
@@ -73,11 +87,24 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "care_tag.read": (N, N), "membership.read": (Y, N), "user.read": (Y, N), "audit.read": (Y, N),
         "device.read": (Y, N), "device.command": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (Y, N), "membership.delete": (N, N),
+        "alarm.read": (Y, N), "alarm.acknowledge": (N, N), "alarm.dispatch": (N, N), "alarm.resolve": (N, N),
+        "alarm.emergency": (N, N),
     },
     Role.PLATFORM_ADMIN: {op: (Y, Y) for op in OPERATIONS},
 }
 
 DENIED = {403, 404}
+
+
+def _smoke_alarms(ctx: AppContext) -> dict[str, str]:
+    """One open alarm per household (raised by the platform, as a smoke rule would)."""
+    alarms = {}
+    with ctx.db.session() as session:
+        for hh in RESIDENTS:
+            alarms[hh] = raise_alarm(session, AlarmRaise(
+                cause_key=f"fire.smoke:{hh}", kind="fire", severity=Severity.CRITICAL, place_id=hh,
+                title={"zh-CN": "烟雾报警", "en": "Smoke detected"}), ctx.clock.now()).alarm_id
+    return alarms
 
 
 def _status_allows(status: int, op: str) -> bool:
@@ -88,7 +115,8 @@ def _status_allows(status: int, op: str) -> bool:
     raise AssertionError(f"{op}: unexpected status {status}")
 
 
-def _operations(client: TestClient, world: World, headers: dict[str, str]) -> dict[str, Callable[[str], bool]]:
+def _operations(client: TestClient, world: World, headers: dict[str, str],
+                alarms: dict[str, str]) -> dict[str, Callable[[str], bool]]:
     def person(hh: str) -> str:
         # In the caller's own household, target the *other* member: a person's rights over
         # their own record ("my profile") are a separate rule, tested in test_people.py.
@@ -161,7 +189,23 @@ def _operations(client: TestClient, world: World, headers: dict[str, str]) -> di
         r = client.delete(f"/api/v1/persons/{person(hh)}/households/{hh}", headers=headers)
         return _status_allows(r.status_code, "membership.delete")
 
+    def alarm_step(step: str, body: dict) -> Callable[[str], bool]:
+        def run(hh: str) -> bool:
+            r = client.post(f"/api/v1/alarms/{alarms[hh]}/{step}", json=body, headers=headers)
+            return _status_allows(r.status_code, f"alarm.{step}")
+        return run
+
+    def alarm_read(hh: str) -> bool:
+        return _status_allows(client.get(f"/api/v1/alarms/{alarms[hh]}", headers=headers).status_code, "alarm.read")
+
+    def alarm_emergency(hh: str) -> bool:
+        r = client.post("/api/v1/alarms/emergency", json={"household_id": hh}, headers=headers)
+        return _status_allows(r.status_code, "alarm.emergency")
+
     return {
+        "alarm.read": alarm_read, "alarm.acknowledge": alarm_step("acknowledge", {"note": "matrix"}),
+        "alarm.dispatch": alarm_step("dispatch", {"work_order": False}), "alarm.resolve": alarm_step("resolve", {}),
+        "alarm.emergency": alarm_emergency,
         "place.read": place_read, "place.update": place_update, "person.read": person_read,
         "person.reveal": person_reveal, "care_tag.read": care_tag_read,
         "membership.read": membership_read, "user.read": user_read, "audit.read": audit_read,
@@ -172,10 +216,11 @@ def _operations(client: TestClient, world: World, headers: dict[str, str]) -> di
 
 
 @pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
-def test_authorization_matrix(role: Role, client: TestClient, world: World) -> None:
+def test_authorization_matrix(role: Role, client: TestClient, world: World, ctx: AppContext) -> None:
     headers = auth(world.token(role))
+    alarms = _smoke_alarms(ctx)
     client.app.state.device_publisher = RecordingPublisher()  # a stand-in for the MQTT transport
-    operations = _operations(client, world, headers)
+    operations = _operations(client, world, headers, alarms)
     assert set(operations) == set(OPERATIONS) == set(EXPECTED[role])
     mismatches = []
     for op in OPERATIONS:

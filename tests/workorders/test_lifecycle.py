@@ -13,7 +13,6 @@ from cityweave.errors import Conflict, Forbidden, Invalid, NotFound
 from cityweave.workorders import deadlines, service
 from cityweave.workorders.models import Channel, Status, WorkOrder, WorkOrderEvent
 from cityweave.workorders.schemas import (
-    AssignInput,
     Contact,
     MergeInput,
     RateInput,

@@ -61,3 +61,20 @@ def test_each_transaction_of_a_session_has_its_own_callbacks(db):
         session.execute(text("SELECT 1"))
         session.commit()
     assert ran == ["one"]
+
+
+def test_a_savepoint_neither_runs_nor_forgets_the_callbacks(db):
+    ran: list[str] = []
+    with pytest.raises(RuntimeError), db.session() as session:
+        session.execute(text("SELECT 1"))
+        with session.begin_nested():
+            on_commit(session, lambda: ran.append("inside a released savepoint"))
+        assert ran == [], "releasing a savepoint is not the commit"
+        raise RuntimeError("the transaction fails after all")
+    assert ran == []
+    with db.session() as session:
+        session.execute(text("SELECT 1"))
+        on_commit(session, lambda: ran.append("before"))
+        with pytest.raises(ValueError), session.begin_nested():
+            raise ValueError("the savepoint rolls back")
+    assert ran == ["before"]

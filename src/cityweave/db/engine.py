@@ -29,6 +29,8 @@ def on_commit(session: Session, callback: Callable[[], None]) -> None:
 
 
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT was released: the transaction itself has not committed yet
     callbacks = session.info.pop(_AFTER_COMMIT, None)
     for callback in callbacks or ():
         try:
@@ -38,6 +40,10 @@ def _run_after_commit(session: Session) -> None:
 
 
 def _forget_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        # Only a SAVEPOINT rolled back: what the transaction registered before it still holds.
+        # Code that registers callbacks inside a savepoint drops its own when the savepoint fails.
+        return
     session.info.pop(_AFTER_COMMIT, None)
 
 

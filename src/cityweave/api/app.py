@@ -16,6 +16,7 @@ from cityweave.api.routers import (
     alarms,
     audit,
     auth,
+    automation,
     devices,
     events,
     health,
@@ -58,6 +59,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(ingest.metrics_router)
     app.include_router(alarms.router)
     app.include_router(workorders.router)
+    app.include_router(automation.router)
     app.include_router(workorders.categories_router)
 
     @app.get("/problems/{slug}", include_in_schema=False)

@@ -104,6 +104,9 @@ def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | N
     runtime: DeviceRuntime | None = None
     stops: list[Callable[[], None]] = []
     try:
+        # Notifications: stale outbox rows become digests, then the dispatcher sends what is due.
+        notifications = app.state.notifications.start()
+        stops.insert(0, notifications.stop)
         if devices:
             runtime = DeviceRuntime(ctx).start()
             runtime.install(app)
@@ -113,7 +116,9 @@ def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | N
                 stops.append(stop)
         console.print(f"CityWeave {__version__} on [bold]{display_url(settings.host, settings.port)}[/bold]"
                       f" (listening on {escape(', '.join(_sock_name(s) for s in sockets))})")
-        config = uvicorn.Config(app, log_config=None, proxy_headers=False, server_header=False)
+        # Live event streams never end by themselves: give them 5 s, then close them, on shutdown.
+        config = uvicorn.Config(app, log_config=None, proxy_headers=False, server_header=False,
+                                timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=sockets)
     finally:
         for stop in reversed(stops):

@@ -15,6 +15,8 @@ a change handed over twice is written once.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -84,15 +86,32 @@ def enqueue_alarm(session: Session, change: Any, now: Any) -> int:
 
 
 class AlarmNotifier:
-    """An ``app.state.alarm_listeners`` entry: call it with an ``AlarmChange`` after commit."""
+    """Call it with an ``AlarmChange`` after commit. Subscribed on ``ctx.bus`` (changes from the
+    rule engine) and listed in ``app.state.alarm_listeners`` (changes from the alarms API); a
+    change that arrives both ways is handled once."""
 
     def __init__(self, ctx: AppContext, hub: NotificationHub,
-                 on_enqueued: Callable[[], None] | None = None) -> None:
+                 on_enqueued: Callable[[], None] | None = None, *, remember: int = 4096) -> None:
         self.ctx = ctx
         self.hub = hub
         self.on_enqueued = on_enqueued
+        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()
+
+    def _first_time(self, change: Any) -> bool:
+        key = (change.alarm_id, change.change, change.count, _value(change.status), change.audience, change.at)
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            if len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+        return True
 
     def __call__(self, change: Any) -> None:
+        if not self._first_time(change):
+            return
         self.hub.publish(live_event(change))
         if change.change not in NOTIFIED_CHANGES:
             return

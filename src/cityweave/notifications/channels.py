@@ -98,7 +98,14 @@ class WebhookChannel:
     def __init__(self, secret: bytes, *, timeout: float = 5.0, client: httpx.Client | None = None) -> None:
         self.secret = secret
         self.timeout = timeout
-        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = client  # made on first use: most installations never call a webhook
+        self._lock = threading.Lock()
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+            return self._client
 
     def send(self, recipient: Recipient, message: Message) -> None:
         if not recipient.webhook_url:
@@ -113,7 +120,7 @@ class WebhookChannel:
             "User-Agent": "CityWeave-Webhook/1",
         }
         try:
-            response = self._client.post(recipient.webhook_url, content=body, headers=headers,
+            response = self._http().post(recipient.webhook_url, content=body, headers=headers,
                                          timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}"[:300]) from exc
@@ -124,7 +131,10 @@ class WebhookChannel:
         raise DeliveryError(f"HTTP {response.status_code}", permanent=permanent)
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 # -- SMS and voice ------------------------------------------------------------------------------

@@ -150,6 +150,15 @@ class Subscription:
                 self._waiter = None
         return None
 
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> LiveEvent:
+        event = await self.get()
+        if event is None:  # closed
+            raise StopAsyncIteration
+        return event
+
     def pending(self) -> int:
         with self._lock:
             return len(self._buffer)

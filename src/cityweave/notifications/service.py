@@ -1,14 +1,15 @@
 """The notifications composition root: hub, channels, dispatcher and the alarm adapter.
 
 ``create_app`` builds one and ``install``s it (``app.state.notification_hub``,
-``app.state.notifications``, and the adapter appended to ``app.state.alarm_listeners``); whoever
+``app.state.notifications``, the alarm adapter appended to ``app.state.alarm_listeners`` and
+subscribed, with the rule-notice adapter, on ``ctx.bus``); whoever
 serves (``cityweave serve`` / ``demo``) calls ``start()`` (stale rows folded, dispatcher thread)
 and ``stop()``. Tests and tools may build one with their own hub, channels or provider.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cityweave.context import AppContext
@@ -22,7 +23,11 @@ from cityweave.notifications.channels import (
     WebhookChannel,
 )
 from cityweave.notifications.hub import NotificationHub
+from cityweave.notifications.notices import NoticeNotifier
 from cityweave.notifications.outbox import Dispatcher
+
+# The attribute of a bus naming the Notifications that listens on it (its lifetime is the bus's).
+_LISTENING = "_cityweave_notifications"
 
 
 def webhook_secret(ctx: AppContext) -> bytes:
@@ -52,7 +57,9 @@ class Notifications:
         self.channels = dict(channels) if channels is not None else default_channels(ctx, self.provider)
         self.dispatcher = Dispatcher(ctx, self.channels, interval=interval)
         self.alarm_listener = AlarmNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
+        self.notice_listener = NoticeNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
         self.started = False
+        self._unsubscribe: list[Callable[[], None]] = []
 
     def install(self, app: Any) -> None:
         state = app.state
@@ -64,6 +71,31 @@ class Notifications:
             state.alarm_listeners = listeners
         listeners[:] = [fn for fn in listeners if not isinstance(fn, AlarmNotifier)]
         listeners.append(self.alarm_listener)
+        self.subscribe_bus()
+
+    def subscribe_bus(self) -> None:
+        """Listen on ``ctx.bus`` for alarm changes and rule notices; the last ``Notifications``
+        installed for a bus is the one listening (an earlier app's is unsubscribed)."""
+        bus = getattr(self.ctx, "bus", None)
+        if bus is None or self._unsubscribe:
+            return
+        previous = getattr(bus, _LISTENING, None)
+        if previous is not None:
+            previous.unsubscribe_bus()
+        from cityweave.alarms.events import AlarmChange
+        from cityweave.rules.engine import RuleNotice
+
+        self._unsubscribe.append(bus.subscribe(AlarmChange, self.alarm_listener))
+        self._unsubscribe.append(bus.subscribe(RuleNotice, self.notice_listener))
+        setattr(bus, _LISTENING, self)
+
+    def unsubscribe_bus(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        bus = getattr(self.ctx, "bus", None)
+        if bus is not None and getattr(bus, _LISTENING, None) is self:
+            setattr(bus, _LISTENING, None)
 
     def start(self) -> Notifications:
         if not self.started:
@@ -72,6 +104,7 @@ class Notifications:
         return self
 
     def stop(self) -> None:
+        self.unsubscribe_bus()
         self.hub.close()
         if self.started:
             self.dispatcher.stop()

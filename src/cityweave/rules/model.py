@@ -446,10 +446,12 @@ Condition = Annotated[TimeWindowCondition | ModeCondition | DeviceStateCondition
 
 
 class DeviceSelector(InputModel):
-    """Devices of the household by type and/or capability (every match is commanded)."""
+    """Devices of the household by type and/or capability (every match is commanded); ``names``
+    narrows to devices whose name contains any of the words (``["玄关", "hall"]``)."""
 
     device_type: DeviceTypeName | None = None
     capability: WriteCapability | None = None
+    names: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=10)
 
     @model_validator(mode="after")
     def _something(self) -> Any:
@@ -563,8 +565,8 @@ Action = Annotated[
     Field(discriminator="type"),
 ]
 
-# Actions a scene may hold: things that happen at once in the home (no alarms, no nested scenes).
-SCENE_ACTION_TYPES = frozenset({"command", "set_mode", "notify", "webhook"})
+# Actions a scene may hold: what happens at once in the home (no alarms, no nested scenes).
+SCENE_ACTION_TYPES = frozenset({"command", "set_mode"})
 
 # --------------------------------------------------------------------------- the rule
 

@@ -52,9 +52,9 @@ def current(session: Session, household_id: str) -> Mode:
 
 def modes_of(session: Session, household_ids: list[str]) -> dict[str, Mode]:
     """Modes of several households in one query (the engine's conditions over a batch)."""
-    found = dict(session.execute(
-        select(HouseholdMode.household_id, HouseholdMode.mode).where(HouseholdMode.household_id.in_(household_ids))
-    ).tuples().all())
+    rows = session.execute(
+        select(HouseholdMode.household_id, HouseholdMode.mode).where(HouseholdMode.household_id.in_(household_ids)))
+    found = {household: mode for household, mode in rows}
     return {h: found.get(h, DEFAULT_MODE) for h in household_ids}
 
 

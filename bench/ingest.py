@@ -1,27 +1,38 @@
-"""End-to-end ingest throughput: offered vs stored messages/s, lag and memory, against the ceiling.
+"""End-to-end ingest: offered vs stored messages/s, latency, memory, reconciliation, against the ceiling.
 
-An open-loop generator (a separate process: a fixed rate, round-robin over 10,000 devices of mixed
-vendors, `cityweave.simulator.runner.run_open_loop`) publishes at QoS 1 through a private
-Mosquitto started for the run (a real Mosquitto, with queues raised so the broker does not drop
-QoS 1 messages while a consumer is slow). Two consumers are measured in the same run:
+An open-loop generator (``--publishers`` processes, a fixed rate, round robin over ``--devices``
+devices of mixed vendors from the simulator's benchmark fleet) publishes at QoS 1 through a
+private Mosquitto started for the run (queues raised so the broker does not drop QoS 1 messages
+while a consumer is slow). See bench/_stream.py for why the publishers are hand-written (paho
+and payload generation at 20,000 msg/s would eat the two cores the consumer is measured on) and
+for the trailer that carries a sequence number and the send time in every payload.
 
-  ceiling  a bare paho subscriber on the same topic filters that only counts messages (the most
-           a Python MQTT client takes)
-  ingest   CityWeave's IngestService: decode with the vendor adapters, batch, write telemetry into
-           SQLite (or --database-url), receipts, commit, then PUBACK
+Two consumers see the same stream, one after the other, in the same run:
 
-Prints, per consumer: offered msg/s, received/stored msg/s, lag at the end (how long after the
-generator stopped the last message was processed), peak RSS. Run by hand (not in CI):
+  ceiling  a bare paho subscriber (MQTT 5, QoS 1, paho's automatic PUBACK) on the same filters
+           that only counts: the most a Python MQTT client takes on this machine right now
+  ingest   CityWeave's IngestService: vendor adapters, batch, TelemetryStore into SQLite (or
+           --database-url), receipts, commit, then PUBACK
 
-    .venv/bin/python bench/ingest.py [--rate 20000] [--seconds 30] [--devices 10000]
-    .venv/bin/python bench/ingest.py --rate 2000 --burst 10 --seconds 60   # a 10x burst
+For each: offered and achieved publish rate, messages received/stored and msg/s, lag (how long
+after the last publish the last message was done), publish -> commit latency p50/p99 (ingest),
+peak RSS (sampled VmRSS of the consumer; and of the broker), max queue depth and max backlog
+(offered but not yet received), and the reconciliation: every sequence number the broker
+PUBACKed to a publisher must be in ``bench_ledger`` exactly once (missing / stored twice).
+
+Run by hand (not in CI); the machine's load moves absolute figures, so compare the two rows of
+one run and repeat:
+
+    .venv/bin/python bench/ingest.py --rate 20000 --seconds 30 --publishers 2
+    .venv/bin/python bench/ingest.py --rate 1000,5000,10000 --seconds 20 --no-ceiling   # latency
+    .venv/bin/python bench/ingest.py --rate 2000 --burst 10 --burst-seconds 60 --seconds 30
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -30,19 +41,25 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stream import LedgerAdapter, LedgerSink, acked_sequences, percentile
 
 from cityweave.clock import Clock
 from cityweave.config import Settings
 from cityweave.context import AppContext
 from cityweave.db import migrate
+from cityweave.devices.adapters import create_all
 from cityweave.devices.binding import InMemoryDirectory
 from cityweave.ingest.service import IngestService
 from cityweave.telemetry.sink import TelemetrySink
 from cityweave.telemetry.store import TelemetryStore
 
 KEY = "q2Xn3VUmqkGq6jyHcC0C1Y0Jq4kV1w2mT9o3cYkqH0E="
+STREAM = Path(__file__).resolve().parent / "_stream.py"
 
 
 def free_port() -> int:
@@ -51,8 +68,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mib(pid: int | str = "self") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 class PrivateMosquitto:
@@ -81,44 +104,82 @@ class PrivateMosquitto:
         self.process.wait(5)
 
 
-PUBLISHERS = 1
-
-
-class Generator:
-    """``PUBLISHERS`` processes, each publishing its share of the rate (own seed, same fleet size)."""
-
-    def __init__(self, url: str, rate: float, seconds: float, devices: int) -> None:
-        self.processes = []
-        for index in range(PUBLISHERS):
-            code = (
-                "from cityweave.simulator.runner import run_open_loop\n"
-                f"run_open_loop({url!r}, rate={rate / PUBLISHERS}, devices={devices}, "
-                f"duration={seconds}, qos=1, seed={index + 1})\n"
-            )
-            self.processes.append(subprocess.Popen([sys.executable, "-c", code],
-                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-
-    def poll(self) -> int | None:
-        codes = [p.poll() for p in self.processes]
-        return None if any(c is None for c in codes) else max(codes)
-
-    def wait(self) -> None:
-        for process in self.processes:
-            process.wait()
-
-
-def generator(url: str, rate: float, seconds: float, devices: int) -> Generator:
-    return Generator(url, rate, seconds, devices)
-
-
 def ingest_topics() -> list[str]:
-    from cityweave.devices.adapters import create_all
-
     adapters = create_all(directory=InMemoryDirectory(auto_bind=True))
     return sorted({t for a in adapters for t in a.subscriptions() + a.discovery_topics()})
 
 
-def measure_ceiling(url: str, rate: float, seconds: float, devices: int) -> dict[str, float]:
+class Publishers:
+    """The generator: ``count`` processes, each building its share of the message pool, then
+    publishing ``phases`` ([rate, seconds], ...) in step once all are ready."""
+
+    def __init__(self, port: int, phases: list[list[float]], count: int, devices: int, folder: Path,
+                 tag: str) -> None:
+        self.prefix = folder / tag
+        self.count = count
+        self.phases = phases
+        go = self.prefix.with_suffix(".go")
+        self.go = go
+        self.processes = []
+        for index in range(count):
+            spec = {"host": "127.0.0.1", "port": port, "index": index, "publishers": count,
+                    "devices": devices, "rounds": 2, "phases": phases, "topics": ingest_topics(),
+                    "out": str(self.prefix.with_name(f"{tag}-{index}")), "go": str(go)}
+            self.processes.append(subprocess.Popen([sys.executable, str(STREAM), json.dumps(spec)]))
+
+    def wait_ready(self) -> None:
+        while not all(self.prefix.with_name(f"{self.prefix.name}-{i}").with_suffix(".ready").exists()
+                      for i in range(self.count)):
+            if any(p.poll() is not None for p in self.processes):
+                raise RuntimeError("a publisher died while preparing")
+            time.sleep(0.05)
+
+    def start(self) -> float:
+        self.go.touch()
+        return time.monotonic()
+
+    def running(self) -> bool:
+        return any(p.poll() is None for p in self.processes)
+
+    def offered_until(self, elapsed: float) -> float:
+        total, t = 0.0, elapsed
+        for rate, seconds in self.phases:
+            total += rate * max(0.0, min(t, seconds))
+            t -= seconds
+        return total
+
+    def results(self) -> tuple[set[int], dict[str, float]]:
+        for p in self.processes:
+            p.wait()
+        return acked_sequences(self.prefix, self.count)
+
+
+class Sampler:
+    """VmRSS of this process and of the broker, every 0.1 s, while a phase runs."""
+
+    def __init__(self, broker_pid: int, extra: Any = None) -> None:
+        self.broker_pid = broker_pid
+        self.extra = extra
+        self.peak_self = self.peak_broker = 0.0
+        self.max_extra = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak_self = max(self.peak_self, rss_mib())
+            self.peak_broker = max(self.peak_broker, rss_mib(self.broker_pid))
+            if self.extra is not None:
+                self.max_extra = max(self.max_extra, self.extra())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_ceiling(broker: PrivateMosquitto, phases: list[list[float]], args: argparse.Namespace,
+                    folder: Path) -> dict[str, Any]:
     count = 0
     last = [time.monotonic()]
 
@@ -129,94 +190,155 @@ def measure_ceiling(url: str, rate: float, seconds: float, devices: int) -> dict
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-ceiling", protocol=mqtt.MQTTv5)
     client.on_message = on_message
-    host, port = url.removeprefix("mqtt://").split(":")
-    client.connect(host, int(port))
-    # The same filters the ingest subscribes to, so both consumers see the same stream (Home
-    # Assistant entity topics are only known after discovery, so HA state messages are in neither).
+    client.connect("127.0.0.1", broker.port)
     client.subscribe([(topic, 1) for topic in ingest_topics()])
     client.loop_start()
-    time.sleep(0.5)
-    started = time.monotonic()
-    gen = generator(url, rate, seconds, devices)
-    gen.wait()
+    publishers = Publishers(broker.port, phases, args.publishers, args.devices, folder, "ceiling")
+    publishers.wait_ready()
+    time.sleep(0.3)
+    before = rss_mib()
+    sampler = Sampler(broker.process.pid)
+    started = publishers.start()
+    while publishers.running():
+        time.sleep(0.1)
     ended = time.monotonic()
-    while time.monotonic() - last[0] < 2.0:
-        time.sleep(0.2)
+    acked, stats = publishers.results()
+    while count < len(acked) and time.monotonic() - last[0] < 5.0:
+        time.sleep(0.1)
+    sampler.stop()
     client.loop_stop()
     client.disconnect()
-    return {"offered": rate, "received": count, "rate": count / (last[0] - started),
-            "lag": max(0.0, last[0] - ended)}
+    return {"name": "ceiling (bare paho)", "offered": sum(r * s for r, s in phases), "acked": len(acked),
+            "published": stats, "done": count, "rate": count / max(1e-9, last[0] - started),
+            "lag": max(0.0, last[0] - ended), "rss": sampler.peak_self - before, "broker_rss": sampler.peak_broker}
 
 
-def measure_ingest(url: str, rate: float, seconds: float, devices: int, database_url: str | None,
-                   folder: Path) -> dict[str, float]:
-    settings = Settings(data_dir=folder, database_url=database_url, secret_key=KEY, mqtt_url=url + "?protocol=5",
-                        mqtt_client_id="bench-ingest")
+def measure_ingest(broker: PrivateMosquitto, phases: list[list[float]], args: argparse.Namespace,
+                   folder: Path, tag: str) -> dict[str, Any]:
+    data = folder / tag
+    data.mkdir()
+    settings = Settings(data_dir=data, database_url=args.database_url, secret_key=KEY,
+                        mqtt_url=broker.url + "?protocol=5", mqtt_client_id=f"bench-{tag}")
     ctx = AppContext.build(settings)
     migrate.upgrade(ctx.db.engine)
-    service = IngestService(settings, directory=InMemoryDirectory(auto_bind=True),
-                            readings=TelemetrySink(TelemetryStore(Clock())), db=ctx.db, clock=Clock())
+    with ctx.db.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE IF EXISTS bench_ledger")
+    LedgerSink.create_table(ctx.db.engine)
+    directory = InMemoryDirectory(auto_bind=True)
+    adapters = [LedgerAdapter(a) for a in create_all(directory=directory)]
+    sink = LedgerSink(TelemetrySink(TelemetryStore(Clock())))
+    service = IngestService(settings, directory=directory, readings=sink, db=ctx.db, clock=Clock(),
+                            adapters=adapters)  # type: ignore[arg-type]
     service.start()
     if not service.wait_connected(10):
         raise RuntimeError("ingest did not connect")
-    time.sleep(0.5)
-    started = time.monotonic()
-    gen = generator(url, rate, seconds, devices)
-    max_depth = 0
-    while gen.poll() is None:
-        max_depth = max(max_depth, service.pipeline.queue.qsize())
+    publishers = Publishers(broker.port, phases, args.publishers, args.devices, folder, tag)
+    publishers.wait_ready()
+    time.sleep(0.3)
+    before = rss_mib()
+    queue = service.pipeline.queue
+    started = 0.0
+
+    def backlog() -> float:
+        return max(0.0, publishers.offered_until(time.monotonic() - started) - sum(service.metrics.received.values()))
+
+    sampler = Sampler(broker.process.pid)
+    started = publishers.start()
+    max_queue = max_backlog = 0.0
+    while publishers.running():
+        max_queue = max(max_queue, queue.qsize())
+        max_backlog = max(max_backlog, backlog())
         time.sleep(0.1)
     ended = time.monotonic()
-    processed = -1
-    while True:  # drained when the count stops moving
-        time.sleep(1.0)
-        now = service.metrics.processed
-        if now == processed:
-            break
-        processed = now
-    done = time.monotonic() - 1.0
+    acked, stats = publishers.results()
+    last_move, processed = time.monotonic(), -1
+    while service.metrics.processed < len(acked) and time.monotonic() - last_move < 15.0:
+        max_queue = max(max_queue, queue.qsize())
+        if service.metrics.processed != processed:
+            processed, last_move = service.metrics.processed, time.monotonic()
+        time.sleep(0.1)
+    done = time.monotonic()
+    sampler.stop()
     snapshot = service.metrics.snapshot()
-    if os.environ.get("BENCH_DEBUG"):
-        print(snapshot)
     service.stop()
+    with ctx.db.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT seq, count(*) FROM bench_ledger GROUP BY seq").fetchall()
+        readings = connection.exec_driver_sql("SELECT count(*) FROM readings").scalar_one()
     ctx.db.dispose()
-    return {"offered": rate, "received": processed, "rate": processed / (done - started),
-            "lag": max(0.0, done - ended), "stored_readings": float(snapshot.get("readings_stored", 0)),
-            "max_queue": max_depth, "dropped": float(sum((snapshot.get("dropped") or {}).values())),
-            "reasons": snapshot.get("dropped") or {}}
+    stored = {seq for seq, _ in rows}
+    twice = sum(n - 1 for _, n in rows if n > 1)
+    last_commit = (sink.commits[-1] - time.time()) + done if sink.commits else done
+    end = min(done, time.monotonic()) if not sink.commits else last_commit
+    lat = sink.latency_ms
+    return {"name": f"CityWeave ingest ({'SQLite' if not args.database_url else 'db'})",
+            "offered": sum(r * s for r, s in phases), "acked": len(acked), "published": stats,
+            "done": len(stored), "rate": len(stored) / max(1e-9, end - started),
+            "lag": max(0.0, end - ended), "rss": sampler.peak_self - before, "broker_rss": sampler.peak_broker,
+            "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat) if lat else float("nan"),
+            "missing": len(acked - stored), "twice": twice, "not_acked": len(stored - acked),
+            "readings": readings - len(rows), "max_queue": max_queue, "max_backlog": max_backlog,
+            "dropped": snapshot.get("dropped") or {}, "batches": snapshot.get("batches"),
+            "rejected_by_adapters": sum(a.rejected_only for a in adapters)}
+
+
+def report(rows: list[dict[str, Any]], phases: list[list[float]]) -> None:
+    ceiling = next((r for r in rows if r["name"].startswith("ceiling")), None)
+    head = (f"{'consumer':<24}{'offered/s':>10}{'published/s':>12}{'acked':>10}{'done':>10}{'msg/s':>9}"
+            f"{'vs ceil':>8}{'lag s':>7}{'p50 ms':>8}{'p99 ms':>8}{'RSS+MiB':>8}{'broker MiB':>11}")
+    print(head)
+    print("-" * len(head))
+    seconds = sum(s for _, s in phases)
+    for r in rows:
+        pub = r["published"]
+        ratio = f"{r['rate'] / ceiling['rate']:.2f}" if ceiling and ceiling["rate"] else "-"
+        print(f"{r['name']:<24}{r['offered'] / seconds:>10,.0f}{pub['sent'] / max(1e-9, pub['elapsed']):>12,.0f}"
+              f"{r['acked']:>10,}{r['done']:>10,}{r['rate']:>9,.0f}{ratio:>8}{r['lag']:>7.1f}"
+              f"{r.get('p50', float('nan')):>8.0f}{r.get('p99', float('nan')):>8.0f}{r['rss']:>8.0f}"
+              f"{r['broker_rss']:>11.0f}")
+    for r in rows:
+        if "missing" in r:
+            verdict = "OK" if r["missing"] == 0 and r["twice"] == 0 else "FAILED"
+            print(f"  reconciliation {verdict}: acked by broker {r['acked']:,}, stored {r['done']:,}, "
+                  f"missing {r['missing']:,}, stored twice {r['twice']:,}, stored but not acked "
+                  f"{r['not_acked']:,}; readings {r['readings']:,}; max queue {r['max_queue']:,.0f}, "
+                  f"max backlog {r['max_backlog']:,.0f}; latency max {r['max']:,.0f} ms; "
+                  f"{r['batches']} batches; drops {r['dropped'] or 'none'} "
+                  f"(adapter-rejected messages {r['rejected_by_adapters']:,})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=20_000, help="offered messages/s")
-    parser.add_argument("--burst", type=float, default=1.0, help="multiply the rate (10 = a 10x burst)")
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rate", default="20000", help="offered msg/s; a comma list runs each in turn")
+    parser.add_argument("--seconds", type=float, default=30, help="sustained phase length")
+    parser.add_argument("--burst", type=float, default=0, help="first a burst at this multiple of --rate")
+    parser.add_argument("--burst-seconds", type=float, default=60)
     parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--publishers", type=int, default=2, help="generator processes")
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--publishers", type=int, default=1, help="generator processes")
+    parser.add_argument("--no-ceiling", action="store_true", help="measure the ingest only")
     args = parser.parse_args()
-    global PUBLISHERS
-    PUBLISHERS = max(1, args.publishers)
     if not shutil.which("mosquitto"):
         sys.exit("needs the mosquitto binary (Debian package mosquitto)")
-    rate = args.rate * args.burst
     folder = Path(tempfile.mkdtemp(prefix="cw-bench-ingest-"))
     broker = PrivateMosquitto(folder)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}; private mosquitto on {broker.url}; {args.devices:,} devices, "
+          f"QoS 1, {args.publishers} publisher processes")
     try:
-        print(f"offered {rate:,.0f} msg/s for {args.seconds:.0f} s over {args.devices:,} devices (QoS 1), "
-              f"private mosquitto on {broker.url}")
-        ceiling = measure_ceiling(broker.url, rate, args.seconds, args.devices)
-        print(f"  ceiling  bare paho subscriber: {ceiling['received']:>9,.0f} msgs  "
-              f"{ceiling['rate']:>8,.0f} msg/s  lag {ceiling['lag']:5.1f} s")
-        result = measure_ingest(broker.url, rate, args.seconds, args.devices, args.database_url, folder)
-        print(f"  ingest   CityWeave into {args.database_url or 'SQLite'}: {result['received']:>9,.0f} msgs  "
-              f"{result['rate']:>8,.0f} msg/s  lag {result['lag']:5.1f} s  "
-              f"readings {result['stored_readings']:,.0f}  max queue {result['max_queue']:,}  "
-              f"dropped {result['dropped']:,.0f} {result['reasons'] or ''}")
-        print(f"  peak RSS of this process: {peak_rss_mib():.0f} MiB")
+        for number, rate_text in enumerate(args.rate.split(",")):
+            rate = float(rate_text)
+            phases = [[rate, args.seconds]]
+            if args.burst:
+                phases.insert(0, [rate * args.burst, args.burst_seconds])
+            print("\nphases: " + ", then ".join(f"{r:,.0f} msg/s for {s:.0f} s" for r, s in phases))
+            rows = []
+            if not args.no_ceiling:
+                rows.append(measure_ceiling(broker, phases, args, folder))
+            rows.append(measure_ingest(broker, phases, args, folder, f"ingest{number}"))
+            report(rows, phases)
     finally:
         broker.stop()
-        os.environ.pop("CITYWEAVE_MQTT_URL", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as paho
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -42,8 +43,10 @@ log = logging.getLogger("cityweave.ingest.mqtt")
 
 STATUS_TOPIC = "cityweave/ingest/{node}/status"
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600  # how long the broker keeps our queue while we are away
-_READ_PACKETS_PER_WAKEUP = 1000
+_READ_PACKETS_PER_WAKEUP = 2000
+_RECV_BYTES = 256 * 1024
 _PUBACK = struct.Struct("!BBH")
+_UINT16 = struct.Struct("!H")
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,98 @@ class _Client(paho.Client):
     """paho's client, tuned for a subscriber that receives thousands of messages per second.
 
     * Full jitter on the reconnect delay (paho doubles it, without jitter).
-    * ``loop_read`` reads every packet the socket has, not one per ``select()`` call.
+    * **Buffered reads.** paho reads each packet with at least three ``recv`` calls (the command
+      byte, each byte of the remaining length, the body) and, in 2.2, one packet per ``select()``
+      wake-up whatever ``max_packets`` says. :meth:`_sock_recv` serves those small reads from one
+      256 KiB ``recv``, and :meth:`loop_read` handles every packet the socket has before going
+      back to ``select()`` (up to ``_READ_PACKETS_PER_WAKEUP``, then only what is already
+      buffered, so PUBACKs and pings get their turn).
+    * **A short path for PUBLISH** (QoS 0/1): :meth:`_handle_publish` parses the packet itself and
+      hands ``(topic bytes, payload, packet id, dup)`` to ``fast_on_message``, without paho's
+      ``MQTTMessage``, MQTT 5 ``Properties`` object, debug formatting and per-message callback
+      matching (none of which the ingest uses). QoS 2, topic aliases, or no ``fast_on_message``:
+      paho's own path.
     * :meth:`ack_many` queues the PUBACKs of a whole batch as one write instead of one packet
       (and one wake-up of the network thread) per message.
 
-    These touch paho internals (``_packet_queue``, ``_reconnect_*``); pinned to paho-mqtt 2.x and
-    covered by the ingest tests.
+    These touch paho internals (``_sock_recv``, ``_packet_read``, ``_in_packet``,
+    ``_packet_queue``, ``_reconnect_*``); pinned to paho-mqtt 2.x and covered by the ingest tests.
     """
 
+    fast_on_message: Callable[[bytes, bytes, int | None, bool], None] | None = None
+    _rbuf: bytes = b""
+    _rpos: int = 0
+    _refill: bool = True
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            if not self._refill:
+                raise BlockingIOError()
+            buf = super()._sock_recv(_RECV_BYTES)
+            if not buf:
+                return buf  # connection closed
+            self._rbuf, pos = buf, 0
+        chunk = buf[pos:pos + bufsize]
+        self._rpos = pos + len(chunk)
+        return chunk
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0  # bytes of a dead connection mean nothing on the next
+        super()._sock_close()
+
     def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
-        return super().loop_read(max_packets=max(max_packets, _READ_PACKETS_PER_WAKEUP))
+        count = 0
+        try:
+            while True:
+                if self._sock is None:
+                    return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
+                rc = self._packet_read()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if rc == paho.MQTTErrorCode.MQTT_ERR_AGAIN:
+                    return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+                count += 1
+                if count >= _READ_PACKETS_PER_WAKEUP:
+                    self._refill = False  # finish what is buffered, then let writes out
+        finally:
+            self._refill = True
+
+    def _handle_publish(self) -> paho.MQTTErrorCode:
+        fast = self.fast_on_message
+        command = self._in_packet["command"]
+        qos = (command & 0x06) >> 1
+        if fast is None or qos > 1:
+            return super()._handle_publish()
+        packet = self._in_packet["packet"]
+        try:
+            (length,) = _UINT16.unpack_from(packet, 0)
+            if length == 0:  # a topic alias: paho knows what to do
+                return super()._handle_publish()
+            pos = 2 + length
+            topic = bytes(packet[2:pos])
+            mid = None
+            if qos:
+                (mid,) = _UINT16.unpack_from(packet, pos)
+                pos += 2
+            if self._protocol == paho.MQTTv5:  # skip the properties
+                size, shift = 0, 0
+                while True:
+                    byte = packet[pos]
+                    pos += 1
+                    size |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                pos += size
+                if pos > len(packet):
+                    raise MalformedPacket("properties longer than the packet")
+        except (IndexError, struct.error) as exc:
+            raise MalformedPacket(f"short PUBLISH: {exc}") from exc
+        fast(topic, bytes(packet[pos:]), mid, bool(command & 0x08))
+        if qos and not self._manual_ack:
+            return self._send_puback(mid)
+        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack_many(self, mids: Sequence[int]) -> None:
         if not mids:
@@ -191,6 +276,7 @@ class MqttSubscriber:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.fast_on_message = self._on_publish
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -280,6 +366,22 @@ class MqttSubscriber:
         if was:
             self.last_error = str(reason)
             log.warning("disconnected from MQTT broker %s: %s; reconnecting", self.url, reason)
+
+    def _on_publish(self, topic_bytes: bytes, payload: bytes, mid: int | None, dup: bool) -> None:
+        """The short path from :class:`_Client` (network thread): nothing may escape."""
+        try:
+            topic = topic_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("message dropped: topic is not UTF-8", extra={"reason": "bad_encoding"})
+            if self.on_bad_topic is not None:
+                self.on_bad_topic()
+            if mid is not None:
+                self.client.ack(mid, 1)
+            return
+        try:
+            self.on_message(Received(topic, payload, mid, dup, self.clock.now(), self.epoch))
+        except Exception:
+            log.exception("could not queue the message on %s", topic)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         # An exception here would end paho's network thread: nothing may escape.

@@ -11,7 +11,8 @@ it against the household *now*:
   and value satisfy its trigger, on a device it watches) which in turn fires the first again, is
   refused, as is one that fires itself.
 
-Any of these is a 422 naming the field. A dry run (:func:`dry_run`) reports the same problems
+Any of these is a 422 naming the field. After a change commits, :class:`AutomationsChanged` goes
+out on the context's bus, so the rule engine reloads that household's rules (``enabled_rules``). A dry run (:func:`dry_run`) reports the same problems
 without refusing, plus what the rule watches, the devices it would watch and what it would
 command. Selectors that match no device today are only a warning: the family may buy the lamp later.
 """
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from cityweave.authz.policy import Action
 from cityweave.context import Call
 from cityweave.db.base import new_id
+from cityweave.db.engine import on_commit
 from cityweave.devices.adapters import VendorAdapter
 from cityweave.devices.binding import DeviceDirectory
 from cityweave.devices.registry.models import Device
@@ -220,6 +222,19 @@ def _loop(session: Session, household_id: str, spec: RuleSpec, effects: list[act
 
 # -- operations ------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
+class AutomationsChanged:
+    """A household's automations changed (committed): reload them with :func:`enabled_rules`."""
+
+    household_id: str
+    household_path: str
+
+
+def _announce(call: Call, place: Place) -> None:
+    bus, event = call.ctx.bus, AutomationsChanged(place.id, place.path)
+    on_commit(call.session, lambda: bus.publish(event))
+
+
+@dataclass(frozen=True, slots=True)
 class AutomationView:
     id: str
     household_id: str
@@ -281,6 +296,7 @@ def create_automation(call: Call, household_id: str, data: Mapping[str, Any]) ->
         raise Conflict(f"this household already has an automation {spec.key!r}") from None
     call.audit("automation.create", "automation", row.id, place_path=place.path,
                details={"household": place.id, "key": spec.key, "spec": row.spec})
+    _announce(call, place)
     return _view(row)
 
 
@@ -299,6 +315,7 @@ def update_automation(call: Call, household_id: str, automation_id: str, data: M
     call.session.flush()
     call.audit("automation.update", "automation", row.id, place_path=place.path,
                details={"household": place.id, "key": spec.key, "spec": row.spec})
+    _announce(call, place)
     return _view(row)
 
 
@@ -308,6 +325,7 @@ def delete_automation(call: Call, household_id: str, automation_id: str) -> None
     call.session.delete(row)
     call.audit("automation.delete", "automation", automation_id, place_path=place.path,
                details={"household": place.id, "key": row.key})
+    _announce(call, place)
 
 
 def dry_run(call: Call, household_id: str, data: Mapping[str, Any], *, exclude_id: str | None = None,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from cityweave.accounts.models import Role
 from cityweave.alarms import service
 from cityweave.alarms.escalation import ELDERLY_CHAIN
+from cityweave.alarms.events import AlarmChange
 from cityweave.alarms.models import Alarm, AlarmEvent, AlarmStatus, Severity
 from cityweave.audit.models import AuditRecord
 from cityweave.authz.policy import Unauthorized
@@ -228,3 +229,21 @@ def test_roll_up_counts_by_level(ctx: AppContext, clock: ManualClock) -> None:
         assert table("community", call=grid) == {"ca": (1, 1, 1, 0, 0)}
         resident = call_as(ctx, session, Role.RESIDENT, HOUSEHOLD)
         assert table("building", call=resident) == {"ca-b1": (1, 0, 1, 0, 0)}
+
+
+def test_timer_pass_hands_escalations_to_listeners_after_commit(ctx: AppContext, clock: ManualClock) -> None:
+    from cityweave.alarms.timer import run_escalations
+
+    t0 = clock.now()
+    with ctx.db.session() as session:
+        aid = service.raise_alarm(session, fall(), t0).alarm_id
+    heard: list[tuple[str, str | None, int]] = []
+
+    def listener(change: AlarmChange) -> None:
+        with ctx.db.session() as session:  # runs after commit: the move is visible elsewhere
+            heard.append((change.change, change.audience, session.get(Alarm, change.alarm_id).escalation_step))
+
+    assert run_escalations(ctx.db, t0 + timedelta(seconds=60), [listener]) == []
+    changes = run_escalations(ctx.db, t0 + timedelta(seconds=120), [listener])
+    assert [c.alarm_id for c in changes] == [aid]
+    assert heard == [("escalated", "grid_worker", 1)]

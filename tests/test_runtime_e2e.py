@@ -309,3 +309,76 @@ def test_shelly_rpc_replies_confirm_and_reject_commands(ctx: AppContext, world: 
         assert len(runtime.tracker) == 0
     finally:
         _close(device)
+
+
+def _simulated_devices(household: str) -> Any:
+    """A light and a plug of every simulated ecosystem in ``household``, with addresses of their
+    own (a random index: other tests and the demo share the broker)."""
+    import random
+
+    from cityweave.simulator.fleet import LIGHT, PLUG, VENDORS, Fleet, Household, VirtualDevice
+
+    home = Household(household)
+    base = random.Random().randrange(1 << 20, 1 << 23) * 16
+    tag = uuid.uuid4().hex[:6]
+    devices = [VirtualDevice(f"{household}-{kind}{tag}{n}", base + n, home, kind, vendor, "living_room",
+                             f"{kind}{tag}{n}", appliance="kettle" if kind == PLUG else None,
+                             rated_w=1800.0 if kind == PLUG else 0.0)
+               for n, (vendor, kind) in enumerate((v, k) for v in VENDORS for k in (LIGHT, PLUG))]
+    return Fleet(seed=7, households=(home,), devices=tuple(devices))
+
+
+def test_simulated_devices_answer_commands_of_every_adapter(ctx: AppContext, world: World,
+                                                             runtime_factory) -> None:
+    """Issue 3, the simulator answers commands: a command sent through the API to a simulated
+    device of each ecosystem that takes commands ends ``confirmed``, through Mosquitto."""
+    from cityweave.authz.policy import Principal
+    from cityweave.context import Call
+    from cityweave.devices.registry import service
+    from cityweave.devices.registry.schemas import DeviceClaim
+    from cityweave.simulator.registry import discover_fleet
+    from cityweave.simulator.runner import start_background
+
+    _mosquitto()
+    fleet = _simulated_devices(HOUSEHOLD)
+    ids: dict[str, str] = {}  # virtual id -> registry id
+    with ctx.db.session() as session:
+        call = Call(ctx, session, Principal.system("test"))
+        for virtual_id, discovered in discover_fleet(fleet, when=ctx.clock.now()).items():
+            device = service.record_discovered(session, discovered, ctx.clock.now())
+            assert device is not None
+            service.claim(call, device.id, DeviceClaim(place_id=HOUSEHOLD))
+            ids[virtual_id] = device.id
+    url = f"mqtt://{HOST}:{PORT}"
+    _, client = runtime_factory(url)
+    simulation = start_background(url, fleet=fleet, rate=4, announce=False)
+    resident = auth(world.token(Role.RESIDENT))
+    try:
+        assert _until(lambda: simulation.running and simulation.error is None, 5)
+        time.sleep(0.5)  # the simulator's SUBACK
+        wanted = {"on_off": [False, True], "brightness": [37], "color_temperature": [3300]}
+        outcomes: dict[tuple[str, str, Any], str] = {}
+        for virtual in fleet.devices:
+            device_id = ids[virtual.id]
+            detail = client.get(f"/api/v1/devices/{device_id}", headers=resident).json()
+            writable = [(c["capability"], c["endpoint"]) for c in detail["capabilities"] if c["writable"]]
+            assert writable, f"{virtual.vendor} {virtual.kind} offers no command"
+            for capability, endpoint in writable:
+                for value in wanted[capability]:
+                    r = client.post(f"/api/v1/devices/{device_id}/commands", headers=resident,
+                                    json={"capability": capability, "value": value, "endpoint": endpoint})
+                    assert r.status_code == 202, r.text
+                    command_id = r.json()["id"]
+
+                    def status(device_id: str = device_id, command_id: str = command_id) -> str:
+                        log = client.get(f"/api/v1/devices/{device_id}/commands", headers=resident,
+                                         params={"limit": 100}).json()["items"]
+                        found = next((c["status"] for c in log if c["id"] == command_id), "")
+                        return found if found not in ("sent", "pending") else ""
+
+                    outcomes[(virtual.vendor, f"{virtual.kind}.{capability}", value)] = _until(status, 10) or "sent"
+        assert {key: s for key, s in outcomes.items() if s != "confirmed"} == {}
+        assert {vendor for vendor, _, _ in outcomes} == {v.vendor for v in fleet.devices}
+    finally:
+        simulation.stop()
+    assert simulation.error is None

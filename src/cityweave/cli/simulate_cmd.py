@@ -40,6 +40,8 @@ def simulate(
     alarms: Annotated[float, typer.Option(
         min=0.0, help="multiply the rates of smoke, gas, leak, SOS and fall events (100: a lively demo)",
     )] = 1.0,
+    respond: Annotated[bool, typer.Option(
+        "--respond/--no-respond", help="answer the commands sent to the devices, as the real ones do")] = True,
 ) -> None:
     """Run virtual devices (Zigbee2MQTT, Tasmota, Shelly, Tuya, Home Assistant, native) over MQTT.
 
@@ -88,7 +90,7 @@ def simulate(
             summary = run_simulation(
                 fleet, url, rate=rate, speed=speed, duration=duration, max_messages=messages, qos=qos,
                 announce=announce, start=start.astimezone(UTC) if start else None, config=config,
-                progress=show)
+                progress=show, respond=respond)
         except (ConnectionError, ValueError) as exc:
             progress.stop()
             console.print(f"[red]error:[/red] {exc}", highlight=False)

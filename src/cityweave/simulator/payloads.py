@@ -179,8 +179,8 @@ Z2M_MODELS: dict[str, Z2MModel] = {
     METER: Z2MModel("TS0601_din", "Tuya", "Zigbee smart energy meter DDS238-2 Zigbee", (
         {"type": "switch", "features": [_bin("state", "ON", "OFF", 3)]}, _num("voltage", "V"), _num("power", "W"),
         _num("current", "A"), _num("energy", "kWh"), _LQI), "Mains (single phase)",
-        lambda v: {"current": v["current"], "energy": v["energy_kwh"], "power": v["power_w"], "state": "ON",
-                   "voltage": v["voltage"]}),
+        lambda v: {"current": v["current"], "energy": v["energy_kwh"], "power": v["power_w"],
+                   "state": "ON" if v.get("on_off", True) else "OFF", "voltage": v["voltage"]}),
     SOS: Z2MModel("HS1EB/HS1EB-E", "Heiman", "Smart emergency button", (
         _BATTERY, _enum("action", ["off", "single", "double", "hold"]), _LQI), "Battery", _z2m_sos),
     FALL_RADAR: Z2MModel("MIR-HE200-TY", "Tuya", "Human presence sensor with fall function", (
@@ -420,11 +420,11 @@ TUYA_MODELS: dict[str, TuyaModel] = {
     SMOKE: TuyaModel("ywbj", "gf9dejhmzffgdyfj", "Smart Smoke Alarm", {
         "smoke_sensor_status": _ALARM, "battery_percentage": _T_BATTERY, "muffling": _T_BOOL}, ("muffling",),
         lambda v: {"smoke_sensor_status": _alarm(v["smoke"]), "battery_percentage": round(v["battery"]),
-                   "muffling": False}),
+                   "muffling": bool(v.get("alarm_muted", False))}),
     GAS: TuyaModel("rqbj", "4iqe2hsfyd86kwwc", "Gas sensor", {
         "gas_sensor_status": _ALARM, "gas_sensor_value": _int("ppm", 0, 999), "muffling": _T_BOOL}, ("muffling",),
         lambda v: {"gas_sensor_status": _alarm(v["gas"]), "gas_sensor_value": min(999, round(v["gas_ppm"])),
-                   "muffling": False}),
+                   "muffling": bool(v.get("alarm_muted", False))}),
     LEAK: TuyaModel("sj", "tgvtvdoc", "Water leak sensor", {
         "watersensor_state": _ALARM, "battery_percentage": _T_BATTERY}, (),
         lambda v: {"watersensor_state": _alarm(v["water_leak"]), "battery_percentage": round(v["battery"])}),

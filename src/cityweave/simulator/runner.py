@@ -50,6 +50,7 @@ from cityweave.simulator.fleet import (
     bench_fleet,
 )
 from cityweave.simulator.payloads import Outgoing, announcements, encode
+from cityweave.simulator.responder import CommandResponder, Overrides
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 # Which devices report when a household event starts or ends.
@@ -118,6 +119,8 @@ class Schedule:
         self._by_id = {d.id: d for d in self.devices}
         self._planned_day: int | None = None
         self._tie = 0
+        # Values set by commands (the responder's), applied on top of the behaviour.
+        self.overrides: Overrides | None = None
 
     def when(self, slot: int) -> datetime:
         """The simulated time of slot ``slot``."""
@@ -169,6 +172,8 @@ class Schedule:
                 device = self.devices[turn % count]
                 turn += 1
             values = sample(device, measured, self.rng, self.config)
+            if self.overrides:
+                values = self.overrides.apply(device, values)
             stamp = self.stamp(slot) if self.speed != 1.0 or self.clock_start != self.start else measured
             messages = encode(device, values, stamp, slot)
             yield Planned(slot, measured, device, messages)
@@ -203,7 +208,7 @@ def connect(url: str, client_id: str | None = None, timeout: float = 10.0) -> An
     import paho.mqtt.client as mqtt
 
     broker = Broker.parse(url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"cityweave-sim-{os.getpid()}",
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"cityweave-sim-{os.getpid()}-{random.getrandbits(32):08x}",
                          protocol=mqtt.MQTTv311)
     if broker.username is not None:
         client.username_pw_set(broker.username, broker.password)
@@ -264,13 +269,14 @@ def run(schedule: Schedule | Iterator[Planned], broker_url: str, *, qos: int = 0
         max_messages: int | None = None, announce: Sequence[Outgoing] = (),
         stop: threading.Event | None = None, progress: Callable[[RunSummary], None] | None = None,
         progress_every: float = 0.5, handle_signals: bool = True, client: Any = None,
-        retain: bool | None = None) -> RunSummary:
+        retain: bool | None = None, responder: CommandResponder | None = None) -> RunSummary:
     """Publish ``schedule`` until ``duration`` seconds, ``max_messages`` messages, a signal or ``stop``.
 
     The rate comes from the schedule (its ``rate``); ``announce`` is published first, unpaced.
     SIGINT and SIGTERM end the run cleanly (when called from the main thread). ``retain``
     overrides the ecosystems' own retain flags of the device messages (``False`` for benchmarks,
-    whose retained states would outlive them on the broker).
+    whose retained states would outlive them on the broker). ``responder`` answers the commands
+    the platform sends to the devices, through the same client.
     """
     if qos not in (0, 1):
         raise ValueError("qos must be 0 or 1")
@@ -279,6 +285,8 @@ def run(schedule: Schedule | Iterator[Planned], broker_url: str, *, qos: int = 0
     rate = summary.target_rate or float("inf")
     own_client = client is None
     client = client or connect(broker_url)
+    if responder is not None:
+        responder.attach(client)
     previous: dict[int, Any] = {}
     reason = {"by": ""}
 
@@ -343,17 +351,22 @@ def simulate(fleet: Fleet, broker_url: str | None = None, *, rate: float = 100.0
              duration: float | None = None, max_messages: int | None = None, qos: int = 0, announce: bool = False,
              start: datetime | None = None, config: BehaviourConfig = DEFAULT_CONFIG,
              stop: threading.Event | None = None, progress: Callable[[RunSummary], None] | None = None,
-             handle_signals: bool = True) -> RunSummary:
-    """Simulate ``fleet`` against a broker: what ``cityweave simulate`` does."""
+             handle_signals: bool = True, respond: bool = False) -> RunSummary:
+    """Simulate ``fleet`` against a broker: what ``cityweave simulate`` does. With ``respond`` the
+    devices also answer the commands sent to them (:mod:`~cityweave.simulator.responder`)."""
     schedule = Schedule(fleet.devices, rate=rate, speed=speed, start=start, seed=fleet.seed, config=config,
                         clock_start=datetime.now(UTC))
+    responder = None
+    if respond:
+        schedule.overrides = Overrides()
+        responder = CommandResponder(fleet, schedule.overrides, config=config)
     intro: list[Outgoing] = []
     if announce:
         rng = random.Random(f"announce:{fleet.seed}")
         intro = announcements(fleet, schedule.clock_start, lambda d: sample(d, schedule.start, rng, config))
     return run(schedule, broker_url or default_broker_url(), qos=qos, duration=duration,
                max_messages=max_messages, announce=intro, stop=stop, progress=progress,
-               handle_signals=handle_signals)
+               handle_signals=handle_signals, responder=responder)
 
 
 # -- the benchmark's open loop ---------------------------------------------------------------------------
@@ -423,10 +436,11 @@ def start_background(broker_url: str | None = None, *, fleet: Fleet | None = Non
 
     Defaults: every occupied demo household, 50 messages/s (each device about every four
     minutes), real time (the lights go on when it gets dark outside the demo's window too),
-    announcements first so a registry can discover the devices.
+    announcements first so a registry can discover the devices, and the devices answer commands.
     """
     from cityweave.simulator.fleet import build_fleet, demo_households
 
     fleet = fleet or build_fleet(demo_households(), seed)
+    options.setdefault("respond", True)
     return BackgroundSimulation(fleet, broker_url or default_broker_url(), rate=rate, speed=speed,
                                 announce=announce, **options).start()

@@ -628,6 +628,12 @@ class HomeAssistantAdapter(VendorAdapter):
                 body = None
             if isinstance(body, dict) and body.get("state") in ("ON", "OFF"):
                 message.observed("on_off", body["state"] == "ON", key)
+                scale = as_number(config.get("brightness_scale")) or 255.0
+                if (level := as_number(body.get("brightness"))) is not None:
+                    message.observed("brightness", round(level * 100.0 / scale, 1), key)
+                if (temp := as_number(body.get("color_temp"))) and temp > 0:
+                    message.observed("color_temperature",
+                                     round(temp if config.get("color_temp_kelvin") else 1_000_000 / temp), key)
                 if isinstance(body.get("color"), dict):
                     message.observed("color", body["color"], key)
                 return
@@ -830,6 +836,13 @@ class HomeAssistantAdapter(VendorAdapter):
                 payload = orjson.dumps({"state": "ON", "brightness": level}).decode()
             else:
                 topic, payload = config.get("brightness_command_topic"), str(level)
+        elif capability == "color_temperature" and config.get("schema") == "json":
+            # The JSON schema carries mireds unless the entity says it speaks kelvin.
+            kelvin = round(float(value))  # type: ignore[arg-type]
+            member = {"color_temp": kelvin} if config.get("color_temp_kelvin") else {
+                "color_temp": round(1_000_000 / kelvin)}
+            payload = orjson.dumps({"state": "ON", **member}).decode()
+            echo = ExpectedEcho(capability, kelvin, key, tolerance=50)
         elif capability == "lock":
             if value not in ("locked", "unlocked"):
                 raise CommandRejected(Reason.INVALID_VALUE, "a lock can be set to locked or unlocked")

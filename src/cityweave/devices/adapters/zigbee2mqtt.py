@@ -429,6 +429,9 @@ class Zigbee2MqttAdapter(VendorAdapter):
             elif capability == "cover_position":
                 message.observed("cover_position", value)
                 continue
+            elif capability == "color_temperature" and (mired := as_number(value)) and mired > 0:
+                message.observed("color_temperature", round(1_000_000 / mired), spec.get("endpoint"))
+                continue
             message.unknown(prop, value)
 
     # -- commands ------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ OPERATIONS = [
     "membership.read", "user.read", "audit.read", "device.read", "device.command", "person.update",
     "care_tag.create", "user.update", "membership.delete",
     "alarm.read", "alarm.acknowledge", "alarm.dispatch", "alarm.resolve", "alarm.emergency",
+    "automation.read", "automation.mode", "automation.create", "scene.run",
 ]
 EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.RESIDENT: {
@@ -48,6 +49,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (N, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (Y, N),
+        "automation.read": (Y, N), "automation.mode": (Y, N), "automation.create": (Y, N), "scene.run": (Y, N),
     },
     Role.GRID_WORKER: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
@@ -56,6 +58,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (N, N), "membership.delete": (Y, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
+        "automation.read": (Y, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
     },
     Role.PROPERTY_STAFF: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
@@ -64,6 +67,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
+        "automation.read": (Y, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
     },
     Role.COMMUNITY_ADMIN: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
@@ -72,6 +76,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (Y, N), "membership.delete": (Y, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
+        "automation.read": (Y, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
     },
     Role.DEPARTMENT_OFFICER: {
         "place.read": (Y, N), "place.update": (N, N), "person.read": (N, N), "person.reveal": (N, N),
@@ -80,6 +85,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
         "alarm.read": (N, N), "alarm.acknowledge": (N, N), "alarm.dispatch": (N, N), "alarm.resolve": (N, N),
         "alarm.emergency": (N, N),
+        "automation.read": (N, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
     },
     Role.SERVICE_PROVIDER: {op: (N, N) for op in OPERATIONS},
     Role.CITY_OPERATOR: {
@@ -89,6 +95,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (Y, N), "membership.delete": (N, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (N, N), "alarm.dispatch": (N, N), "alarm.resolve": (N, N),
         "alarm.emergency": (N, N),
+        "automation.read": (N, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
     },
     Role.PLATFORM_ADMIN: {op: (Y, Y) for op in OPERATIONS},
 }
@@ -202,7 +209,27 @@ def _operations(client: TestClient, world: World, headers: dict[str, str],
         r = client.post("/api/v1/alarms/emergency", json={"household_id": hh}, headers=headers)
         return _status_allows(r.status_code, "alarm.emergency")
 
+    def automation_read(hh: str) -> bool:
+        r = client.get(f"/api/v1/households/{hh}/scenes", headers=headers)
+        return _status_allows(r.status_code, "automation.read")
+
+    def automation_mode(hh: str) -> bool:
+        r = client.put(f"/api/v1/households/{hh}/mode", json={"mode": "armed"}, headers=headers)
+        return _status_allows(r.status_code, "automation.mode")
+
+    def automation_create(hh: str) -> bool:
+        r = client.post(f"/api/v1/households/{hh}/automations", headers=headers, json={
+            "key": "matrix", "name": {"zh-CN": "矩阵", "en": "Matrix"},
+            "trigger": {"type": "schedule", "at": "07:00"}, "actions": [{"type": "set_mode", "mode": "home"}]})
+        return _status_allows(r.status_code, "automation.create")
+
+    def scene_run(hh: str) -> bool:
+        r = client.post(f"/api/v1/households/{hh}/scenes/sleep/run", headers=headers)
+        return _status_allows(r.status_code, "scene.run")
+
     return {
+        "automation.read": automation_read, "automation.mode": automation_mode,
+        "automation.create": automation_create, "scene.run": scene_run,
         "alarm.read": alarm_read, "alarm.acknowledge": alarm_step("acknowledge", {"note": "matrix"}),
         "alarm.dispatch": alarm_step("dispatch", {"work_order": False}), "alarm.resolve": alarm_step("resolve", {}),
         "alarm.emergency": alarm_emergency,

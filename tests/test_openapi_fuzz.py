@@ -20,7 +20,10 @@ def api_schema(app):  # noqa: ANN001, ANN201
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# GET /api/v1/events is an endless Server-Sent Events stream: a generated request would never
+# finish. It is excluded here on purpose and fuzzed on its own in tests/notifications/test_sse.py
+# (with the hub closed, so that every stream ends right after its preamble).
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/events")
 
 
 @schema.parametrize()

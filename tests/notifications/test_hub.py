@@ -157,11 +157,15 @@ def test_closing_ends_the_subscription_and_a_dead_loop_is_dropped() -> None:
         asyncio.get_running_loop().call_later(0.05, hub.close)
         assert await sub.get(timeout=5) is None
         assert sub.closed and hub.subscriber_count == 0
+        # A closed hub (shutting down) ends new subscriptions at once.
+        late = hub.subscribe(ADMIN)
+        assert late.closed and await late.get(timeout=1) is None and hub.subscriber_count == 0
         # A subscription is also an async iterator, which ends when the hub closes.
-        it = hub.subscribe(ADMIN)
-        hub.publish(alarm(HOME, 1))
-        hub.publish(alarm(HOME, 2))
-        asyncio.get_running_loop().call_later(0.1, hub.close)
+        other = NotificationHub()
+        it = other.subscribe(ADMIN)
+        other.publish(alarm(HOME, 1))
+        other.publish(alarm(HOME, 2))
+        asyncio.get_running_loop().call_later(0.1, other.close)
         assert [e.data["n"] async for e in it] == [1, 2]
 
     asyncio.run(main())

@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 import uvicorn
+from hypothesis import HealthCheck, settings
 
 from cityweave.accounts.models import Role
 from cityweave.api.app import create_app
@@ -199,3 +201,26 @@ def test_a_disconnected_client_is_unsubscribed(server: Server, world: World) -> 
         assert response.status_code == 200
         assert _until(lambda: server.hub.subscriber_count == 1)
     assert _until(lambda: server.hub.subscriber_count == 0, timeout=5)
+
+
+# -- the fuzzer (tests/test_openapi_fuzz.py leaves this endless stream out) -------------------------
+@pytest.fixture
+def events_schema(ctx: AppContext):
+    app = create_app(ctx)
+    app.state.notification_hub.close()  # every stream ends right after its preamble
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+fuzzed = schemathesis.pytest.from_fixture("events_schema").include(path="/api/v1/events")
+
+
+@fuzzed.parametrize()
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_events_route_fuzzed(case, world: World) -> None:
+    response = case.call(headers=auth(world.token(Role.PLATFORM_ADMIN)))
+    assert response.status_code < 500, response.text[:300]
+    content_type = (response.headers.get("content-type") or [""])[0]
+    if 400 <= response.status_code < 500:
+        assert content_type.startswith("application/problem+json"), response.text[:300]
+    else:
+        assert content_type.startswith("text/event-stream") and response.text.startswith("retry:")

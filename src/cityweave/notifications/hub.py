@@ -186,6 +186,7 @@ class NotificationHub:
         self._ring: deque[LiveEvent] = deque(maxlen=ring_size)
         self._subscribers: set[Subscription] = set()
         self.published = 0
+        self.closed = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> NotificationHub:
@@ -217,6 +218,9 @@ class NotificationHub:
         sub = Subscription(self, principal, frozenset(types) if types else None,
                            loop or asyncio.get_running_loop(), maxsize or self.subscriber_queue)
         with self._lock:
+            if self.closed:  # shutting down: the stream ends at once
+                sub.closed = True
+                return sub
             if last_event_id is not None:
                 self._replay(sub, last_event_id)
             self._subscribers.add(sub)
@@ -246,8 +250,9 @@ class NotificationHub:
             return len(self._subscribers)
 
     def close(self) -> None:
-        """End every subscription (their streams finish); used on shutdown."""
+        """End every subscription (their streams finish), and any made later; for shutdown."""
         with self._lock:
+            self.closed = True
             subscribers = list(self._subscribers)
         for sub in subscribers:
             sub.close()

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         default=None, description="HMAC-SHA256 key of webhook signatures; default: derived from the master key"
     )
 
+    # Rules (cityweave.rules): after a restart, absence rules ("no activity for N hours") wait this
+    # long before firing, so that a service that was down does not raise welfare checks at once.
+    rules_grace_minutes: float = Field(default=30.0, ge=0)
+    # Local time of the households, for time windows, daytime hours and schedules.
+    rules_timezone: str = "Asia/Shanghai"
+
     # Logging.
     log_level: str = "INFO"
     log_json: bool = False

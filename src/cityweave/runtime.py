@@ -13,7 +13,12 @@ What is wired:
 - announcements, availability and last-seen go to the registry (``RegistryEventSink``), and the
   devices' replies to commands (``DeviceEvents.acks``: Shelly RPC results and errors, MIoT codes,
   native ``ack``) to the ``CommandTracker``, in the same batch transaction (``RegistryAndAcks``);
-- a small thread times out commands whose echo never came;
+- the rule engine (``rules/engine.py``, built-ins from ``rules/builtin.py``) after both sinks, in
+  the same batch transaction (:class:`ThenRules`): readings after telemetry and command tracking,
+  availability changes after the registry; its device commands go out through the ingest's MQTT
+  client after the commit, its alarm changes and notices on ``ctx.bus``;
+- a small thread times out commands whose echo never came; another ticks the rule engine once a
+  second (durations, absences, schedules, alarm escalation), on the context's clock;
 - HTTP ingest checks device tokens against the registry (``DatabaseTokenVerifier``).
 """
 
@@ -33,12 +38,15 @@ from cityweave.devices.registry.sink import RegistryEventSink
 from cityweave.devices.registry.verifier import DatabaseTokenVerifier
 from cityweave.ingest.http_ingest import HttpIngest
 from cityweave.ingest.service import IngestService
+from cityweave.rules.builtin import BuiltinRules
+from cityweave.rules.engine import CommandPort, RuleEngine
 from cityweave.telemetry.sink import TelemetrySink
 from cityweave.telemetry.store import TelemetryStore
 
 log = logging.getLogger("cityweave.runtime")
 
 EXPIRE_INTERVAL_S = 1.0
+TICK_INTERVAL_S = 1.0
 
 
 class TelemetryAndCommands:
@@ -103,19 +111,55 @@ class RegistryAndAcks:
             self.commands.observe_acks(session, [ack for ack, _ in acks])
 
 
+class ThenRules:
+    """An ingest sink (readings or device events) followed by the rule engine, in one transaction.
+
+    Neither commits; the engine runs in a savepoint of its own, so a failing rule never costs the
+    batch its readings (``RuleEngine.observe``)."""
+
+    def __init__(self, first: Any, rules: RuleEngine) -> None:
+        self.first = first
+        self.rules = rules
+
+    def write_batch(self, session: Any, readings: Sequence[Reading]) -> None:
+        self.first.write_batch(session, readings)
+        self.rules.write_batch(session, readings)
+
+    def write_events(self, session: Any, events: Any) -> None:
+        self.first.write_events(session, events)
+        self.rules.write_events(session, events)
+
+
+def build_rule_engine(ctx: AppContext, commands: CommandPort | None = None) -> RuleEngine:
+    """The engine with the built-in rules, configured from the settings."""
+    builtins = BuiltinRules()
+    return RuleEngine(
+        ctx.db, ctx.clock, rules=builtins.defaults(), bus=ctx.bus, commands=commands,
+        grace_s=ctx.settings.rules_grace_minutes * 60, timezone=ctx.settings.rules_timezone,
+        builtin_settings=builtins,
+    )
+
+
 class DeviceRuntime:
     def __init__(self, ctx: AppContext, *, node: str | None = None,
-                 expire_interval: float = EXPIRE_INTERVAL_S) -> None:
+                 expire_interval: float = EXPIRE_INTERVAL_S, tick_interval: float = TICK_INTERVAL_S) -> None:
         self.ctx = ctx
         self.directory = DatabaseDirectory(ctx.db)
         self.tracker = CommandTracker(ctx.clock)
         self.telemetry = TelemetrySink(TelemetryStore(ctx.clock), places=RegistryPlaces())
         self.readings = TelemetryAndCommands(self.telemetry, self.tracker)
+        self.rule_commands = CommandPort(tracker=self.tracker, failed=self.readings.give_back)
+        self.rules = build_rule_engine(ctx, self.rule_commands)
         self.ingest = IngestService(
-            ctx.settings, directory=self.directory, readings=self.readings,
-            events=RegistryAndAcks(RegistryEventSink(), self.readings),
+            ctx.settings, directory=self.directory, readings=ThenRules(self.readings, self.rules),
+            events=ThenRules(RegistryAndAcks(RegistryEventSink(), self.readings), self.rules),
             db=ctx.db, clock=ctx.clock, node=node,
         )
+        # the rules' commands leave through the ingest's MQTT client, encoded by its own adapters
+        self.rule_commands.publisher = self.ingest
+        self.rule_commands.adapters_by_name = {adapter.name: adapter for adapter in self.ingest.adapters}
+        self._tick_interval = tick_interval
+        self._ticker: threading.Thread | None = None
         self.http = HttpIngest(self.ingest.pipeline, DatabaseTokenVerifier(ctx.db, ctx.clock))
         self._expire_interval = expire_interval
         self._stop = threading.Event()
@@ -126,12 +170,17 @@ class DeviceRuntime:
     def start(self) -> DeviceRuntime:
         with self.ctx.db.session() as session:
             resumed = self.tracker.load(session)
+            states = self.rules.load(session)
         if resumed:
             log.info("tracking %d commands still in flight", resumed)
+        if states:
+            log.info("resuming %d rule states", states)
         self.ingest.start()
         self._stop.clear()
         self._expirer = threading.Thread(target=self._expire_loop, name="cityweave-command-expiry", daemon=True)
         self._expirer.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="cityweave-rules-timer", daemon=True)
+        self._ticker.start()
         self.started = True
         return self
 
@@ -142,7 +191,10 @@ class DeviceRuntime:
         self._stop.set()
         if self._expirer is not None:
             self._expirer.join(5.0)
+        if self._ticker is not None:
+            self._ticker.join(5.0)
         self.ingest.stop()
+        self.rules.stop()  # absence timers' last activity, for the next start
 
     def wait_connected(self, timeout: float) -> bool:
         return self.ingest.wait_connected(timeout)
@@ -176,6 +228,13 @@ class DeviceRuntime:
             except Exception:
                 log.exception("could not time out commands")
 
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self._tick_interval):
+            try:
+                self.rules.tick()
+            except Exception:
+                log.exception("the rule timer failed")
+
     # -- the web side --------------------------------------------------------------------------------
     def install(self, app: Any) -> None:
         """Put the transport's protocols where the routers look for them (``app.state``)."""
@@ -187,6 +246,7 @@ class DeviceRuntime:
         state.device_adapters = {adapter.name: adapter for adapter in self.ingest.adapters}
         state.ingest_http = self.http
         state.ingest_metrics = self.ingest.metrics
+        state.rule_engine = self.rules
 
     def status(self) -> dict[str, Any]:
-        return {**self.ingest.status(), "commands_in_flight": len(self.tracker)}
+        return {**self.ingest.status(), "commands_in_flight": len(self.tracker), "rules": self.rules.status()}

@@ -34,6 +34,7 @@ class Server:
     url: str
     hub: NotificationHub
     ctx: AppContext
+    app: Any = None
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def server(ctx: AppContext) -> Iterator[Server]:
     while not uv.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert uv.started
-    yield Server(f"http://127.0.0.1:{port}", app.state.notification_hub, ctx)
+    yield Server(f"http://127.0.0.1:{port}", app.state.notification_hub, ctx, app)
     app.state.notification_hub.close()
     uv.should_exit = True
     thread.join(10)
@@ -224,3 +225,33 @@ def test_events_route_fuzzed(case, world: World) -> None:
         assert content_type.startswith("application/problem+json"), response.text[:300]
     else:
         assert content_type.startswith("text/event-stream") and response.text.startswith("retry:")
+
+
+# -- an alarm from the alarms API, end to end -------------------------------------------------------
+def test_an_emergency_call_reaches_the_streams_in_scope_and_the_family_by_sms(
+        server: Server, open_stream, world: World) -> None:
+    from cityweave.accounts import service as accounts
+    from cityweave.accounts.models import User
+
+    with server.ctx.db.session() as session:  # a resident of another household, with a token
+        user = session.get(User, world.household_user["ca-b2-u1-201"])
+        neighbour_token = accounts.issue_tokens(server.ctx, session, user, source_ip=None).access_token
+    _, grid = open_stream(world.token(Role.GRID_WORKER), params={"types": "alarm"})
+    _, family = open_stream(world.token(Role.RESIDENT))
+    _, other = open_stream(neighbour_token)
+    response = httpx.post(f"{server.url}/api/v1/alarms/emergency", json={"household_id": "ca-b1-u1-101"},
+                          headers=auth(world.token(Role.RESIDENT)), timeout=10)
+    assert response.status_code == 201, response.text
+    alarm_id = response.json()["id"]
+    assert _until(lambda: grid.events("alarm") and family.events("alarm"))
+    for reader in (grid, family):
+        body = json.loads(reader.events("alarm")[0]["data"])
+        assert body["data"]["alarm_id"] == alarm_id and body["data"]["change"] == "raised"
+        assert body["data"]["severity"] == "critical" and body["place_path"] == HOME
+    time.sleep(0.3)
+    assert other.events("alarm") == []  # another household's resident sees nothing
+    # The first step of the chain (family) gets SMS and a call; the demo's provider only logs.
+    notifications = server.app.state.notifications
+    notifications.dispatcher.dispatch_due(server.ctx.clock.now())
+    assert sorted(kind for kind, phone, _ in notifications.provider.sent if phone == "13800001101") == [
+        "sms", "voice"]

@@ -107,6 +107,8 @@ def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | N
         # Notifications: stale outbox rows become digests, then the dispatcher sends what is due.
         notifications = app.state.notifications.start()
         stops.insert(0, notifications.stop)
+        console.print("notifications: live events at /api/v1/events; webhooks are sent; SMS and voice "
+                      "calls are only written to the log (no SMS provider is configured)")
         if devices:
             runtime = DeviceRuntime(ctx).start()
             runtime.install(app)

@@ -190,3 +190,18 @@ def test_summary_roll_up(client: TestClient, ctx: AppContext, world: World) -> N
     assert get(Role.DEPARTMENT_OFFICER)["items"] == []
     _problem(client.get(f"{BASE}/summary", params={"by": "street"}, headers=auth(world.token(Role.PLATFORM_ADMIN))),
              422, "validation-error")
+
+
+def test_malformed_and_odd_bodies(client: TestClient, ctx: AppContext, world: World) -> None:
+    alarm_id = _raise(ctx)
+    grid = auth(world.token(Role.GRID_WORKER))
+    _problem(client.post(f"{BASE}/{alarm_id}/acknowledge", content=b'{"note": ',
+                         headers={**grid, "content-type": "application/json"}), 400, "malformed-json")
+    _problem(client.post(f"{BASE}/{alarm_id}/acknowledge", json={"note": "a\u0000b"}, headers=grid), 422,
+             "validation-error")
+    _problem(client.post(f"{BASE}/{alarm_id}/dispatch", json={"work_order": "maybe"}, headers=grid), 422,
+             "validation-error")
+    _problem(client.post(f"{BASE}/{alarm_id}/resolve", json=["note"], headers=grid), 422, "validation-error")
+    _problem(client.get(f"{BASE}/{'x' * 41}", headers=grid), 422, "validation-error")
+    # Nothing above changed the alarm.
+    assert client.get(f"{BASE}/{alarm_id}", headers=grid).json()["status"] == "raised"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -145,3 +145,23 @@ def client(app) -> Iterator[TestClient]:  # noqa: ANN001
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def ingest_sessions() -> Iterator[Callable[..., None]]:
+    """End, after the test, what ingest clients leave on a shared broker: their persistent session
+    (expiry 7 days, with every message for its subscriptions queued meanwhile) and their retained
+    ``cityweave/ingest/<node>/status``. Call it with ``(broker url, client id, status node)`` for
+    every ingest client a test connects to the machine's Mosquitto; fixtures that stop the client
+    depend on this one, so the session is ended after the client is gone."""
+    ended: list[tuple[str, str, str | None]] = []
+
+    def remember(url: str | None, client_id: str, node: str | None = None) -> None:
+        if url:  # the embedded broker keeps its sessions in memory and goes away with the test
+            ended.append((url, client_id, node))
+
+    yield remember
+    from tests.ingest.support import forget_session  # imports this module
+
+    for url, client_id, node in ended:
+        forget_session(url, client_id, node)

@@ -67,13 +67,14 @@ def _until(check: Callable[[], Any], timeout: float = 10.0, every: Callable[[], 
 
 
 @pytest.fixture
-def runtime_factory(ctx: AppContext) -> Iterator[Callable[[str | None], tuple[DeviceRuntime, TestClient]]]:
+def runtime_factory(ctx: AppContext, ingest_sessions) -> Iterator[Callable[[str | None], tuple[DeviceRuntime, TestClient]]]:
     started: list[tuple[DeviceRuntime, TestClient]] = []
 
     def start(mqtt_url: str | None) -> tuple[DeviceRuntime, TestClient]:
         ctx.settings.mqtt_url = mqtt_url
         ctx.settings.mqtt_embedded_port = 0
         ctx.settings.mqtt_client_id = f"cw-e2e-{uuid.uuid4().hex[:10]}"
+        ingest_sessions(mqtt_url, ctx.settings.mqtt_client_id, ctx.settings.mqtt_client_id)
         runtime = DeviceRuntime(ctx, node=ctx.settings.mqtt_client_id)
         app = create_app(ctx)
         runtime.start()

@@ -60,18 +60,18 @@ def broker_url() -> str:
 
 
 @pytest.fixture
-def harness(broker_url: str) -> Iterator[Harness]:
+def harness(broker_url: str, ingest_sessions) -> Iterator[Harness]:
     made: list[Harness] = []
 
     def build(directory: InMemoryDirectory, **kwargs) -> Harness:
         h = Harness(broker_url, directory, **kwargs)
+        ingest_sessions(broker_url, h.client_id, h.node)
         made.append(h)
         return h
 
     yield build  # type: ignore[misc]
     for h in made:
         h.stop()
-        forget_session(broker_url, h.client_id, h.node)
 
 
 @pytest.fixture
@@ -215,3 +215,35 @@ def test_a_shared_group_splits_the_load_between_processes(harness, publisher):
     time.sleep(0.3)
     assert set(union().values()) == {1}  # each message to one member only
     assert sum(first.endpoints(device).values()) > 0 and sum(second.endpoints(device).values()) > 0
+
+
+def test_forget_session_leaves_nothing_on_the_shared_broker(harness, broker_url):
+    """What the ``ingest_sessions`` fixture does after every test: no session, no retained status."""
+    import queue
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    h = harness(InMemoryDirectory())
+    h.start()
+    h.stop()
+    forget_session(broker_url, h.client_id, h.node)
+    host, port = broker_url.rsplit("//", 1)[1].rsplit(":", 1)
+    present: queue.Queue[bool] = queue.Queue()
+    retained: queue.Queue[bytes] = queue.Queue()
+    probe = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=h.client_id, protocol=paho.MQTTv5)
+    probe.on_connect = lambda _c, _u, flags, _r, _p: present.put(flags.session_present)
+    probe.on_message = lambda _c, _u, message: retained.put(message.payload)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    probe.connect(host, int(port), clean_start=False, properties=props)
+    probe.loop_start()
+    try:
+        assert present.get(timeout=5) is False
+        probe.subscribe(f"cityweave/ingest/{h.node}/status", qos=1)
+        time.sleep(0.5)
+        assert retained.empty()
+    finally:
+        probe.disconnect()
+        probe.loop_stop()

@@ -86,9 +86,11 @@ class Listener:
 
 
 class Harness:
-    def __init__(self, ctx: AppContext, clock: ManualClock) -> None:
+    def __init__(self, ctx: AppContext, clock: ManualClock,
+                 sessions: Callable[..., None] | None = None) -> None:
         self.ctx = ctx
         self.clock = clock
+        self.sessions = sessions  # the ``ingest_sessions`` fixture: ends the runtime's MQTT session after the test
         self.runtime: DeviceRuntime | None = None
         self.clients: list[paho.Client] = []
         self.device = paho_client("cw-rules-device")
@@ -98,6 +100,8 @@ class Harness:
     def start(self, **settings: Any) -> DeviceRuntime:
         self.ctx.settings.mqtt_url = f"mqtt://{HOST}:{PORT}"
         self.ctx.settings.mqtt_client_id = f"cw-rules-{uuid.uuid4().hex[:10]}"
+        if self.sessions is not None:
+            self.sessions(self.ctx.settings.mqtt_url, self.ctx.settings.mqtt_client_id, self.ctx.settings.mqtt_client_id)
         for name, value in settings.items():
             setattr(self.ctx.settings, name, value)
         self.runtime = DeviceRuntime(self.ctx, node=self.ctx.settings.mqtt_client_id, tick_interval=0.1).start()
@@ -175,9 +179,9 @@ class Harness:
 
 
 @pytest.fixture(name="harness")
-def harness_fixture(ctx: AppContext, clock: ManualClock) -> Iterator[Harness]:
+def harness_fixture(ctx: AppContext, clock: ManualClock, ingest_sessions: Callable[..., None]) -> Iterator[Harness]:
     mosquitto()
-    h = Harness(ctx, clock)
+    h = Harness(ctx, clock, ingest_sessions)
     try:
         yield h
     finally:

@@ -395,3 +395,22 @@ def test_changes_and_notices_on_the_bus_reach_the_hub_and_the_outbox(ctx: AppCon
     app.state.notifications.stop()
     ctx.bus.publish(change(at_clock=clock, alarm_id="alm-after-stop"))
     assert rows(ctx, ref="alm-after-stop") == []
+
+
+def test_a_slow_webhook_does_not_hold_up_other_deliveries(ctx: AppContext, world: World, clock: ManualClock,
+                                                          receiver_factory: Any) -> None:
+    slow = receiver_factory([200], delay=1.5)
+    webhook_user = _webhook_user(ctx, world, slow.url)
+    message(ctx, webhook_user, 1)
+    message(ctx, world.user_ids[Role.RESIDENT], 2, channel_hint="sms")
+
+    class Timed(LogProvider):
+        def send_sms(self, phone: str, text: str) -> None:
+            sent_at.append(time.monotonic())
+            super().send_sms(phone, text)
+
+    sent_at: list[float] = []
+    started = time.monotonic()
+    counts = dispatcher(ctx, Timed()).dispatch_due(clock.now())
+    assert counts["sent"] == 2 and len(slow.requests) == 1
+    assert sent_at and sent_at[0] - started < 1.0 < time.monotonic() - started

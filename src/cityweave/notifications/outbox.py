@@ -9,7 +9,7 @@ provider answers (on SQLite a held write lock would stall the ingest):
    the excess is folded into ONE digest row per recipient, channel and window, sent when the
    window ends; critical messages on sms/voice pass regardless); lease the rest for a minute by
    moving ``next_attempt_at`` (a crash while sending makes them due again: at least once);
-2. *send* each through its channel, outside any transaction;
+2. *send* each through its channel, outside any transaction, up to eight at a time;
 3. *record* (one short transaction): sent; or retry later with exponential backoff; or failed
    after ``notify_max_attempts`` or a permanent refusal; or suppressed (nowhere to send).
 
@@ -25,6 +25,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +56,7 @@ MAX_BACKOFF_S = 3600.0
 # A restart digest goes out on the first of these channels the folded rows used.
 DIGEST_CHANNEL_ORDER = ("sms", "webhook", "voice")
 DIGEST_ITEMS = 5
+SEND_WORKERS = 8  # deliveries of one batch run side by side
 S = NotificationStatus
 
 
@@ -241,9 +243,13 @@ class Dispatcher:
             if not self._anything_due(now):  # the usual case: no write lock taken every second
                 return counts.as_dict()
             jobs = self._claim(now, counts)
-            for job in jobs:
-                if not job.outcome:
-                    self._send(job)
+            to_send = [job for job in jobs if not job.outcome]
+            if len(to_send) > 1:  # one slow webhook must not hold up everybody's SMS
+                with ThreadPoolExecutor(max_workers=min(SEND_WORKERS, len(to_send)),
+                                        thread_name_prefix="cityweave-send") as pool:
+                    list(pool.map(self._send, to_send))
+            elif to_send:
+                self._send(to_send[0])
             self._record(jobs, now, counts)
         return counts.as_dict()
 

@@ -86,3 +86,18 @@ def test_cli_audit_verify_exit_codes(ctx: AppContext, monkeypatch: pytest.Monkey
     broken = runner.invoke(cli, ["audit", "verify", "--data-dir", str(ctx.settings.data_dir)])
     assert broken.exit_code == 1
     assert "BROKEN" in broken.output and "record 2" in broken.output
+
+
+def test_the_head_follows_even_when_the_session_is_expunged(ctx):
+    """A long batch may flush and expunge its session to keep autoflush cheap; the audit head
+    cached for the transaction must not become a detached copy that silently stops updating."""
+    from cityweave.audit import trail as audit_trail
+
+    with ctx.db.session() as session:
+        for n in range(3):
+            audit_trail.append(session, actor=None, action="test.expunge", object_kind="test", object_id=str(n),
+                               at=ctx.clock.now())
+            session.flush()
+            session.expunge_all()
+    with ctx.db.session() as session:
+        assert audit_trail.verify(session).ok

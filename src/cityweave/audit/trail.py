@@ -91,7 +91,9 @@ def _locked_head(session: Session) -> AuditHead:
     an import of 20,000 rows would otherwise re-select it 20,000 times."""
     transaction = session.get_transaction()
     cached = session.info.get("audit_head")
-    if cached is not None and cached[0] is transaction:
+    # Still attached? Code that expunges the session (to keep a long batch's autoflush cheap)
+    # would otherwise leave us updating a detached copy, and the head would silently fall behind.
+    if cached is not None and cached[0] is transaction and cached[1] in session:
         return cached[1]
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
     if head is None:

@@ -83,10 +83,10 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
         password="officer-demo",
         role=Role.DEPARTMENT_OFFICER,
         place_id="ns-yh",
-        categories=("repairs", "sanitation"),
+        categories=("public-facility", "sanitation"),
         display_name="刘志强",
-        about_zh="粤海街道城建与环卫部门人员：处理维修、环卫类工单",
-        about_en="Department officer of Yuehai Subdistrict: repairs and sanitation work orders",
+        about_zh="粤海街道城建与环卫部门人员：处理公共设施损坏、环境卫生类工单",
+        about_en="Department officer of Yuehai Subdistrict: damaged public facilities and sanitation work orders",
     ),
     DemoAccount(
         username="provider",

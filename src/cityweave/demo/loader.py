@@ -30,6 +30,7 @@ from cityweave.accounts import service as accounts
 from cityweave.accounts.schemas import GrantIn, UserCreate
 from cityweave.authz.policy import Principal
 from cityweave.context import AppContext, Call
+from cityweave.demo import workorders as demo_workorders
 from cityweave.demo.generator import (
     CITY_ID,
     DEFAULT_SEED,
@@ -55,6 +56,10 @@ STAGES = ("places", "residents", "accounts")
 T = TypeVar("T")
 
 
+# The community whose season of work orders the demo back-fills (幸福里).
+DEMO_COMMUNITY_PATH = "/sz/ns/ns-yh/xfl/"
+
+
 @dataclass(frozen=True)
 class LoadReport:
     seed: int
@@ -63,6 +68,7 @@ class LoadReport:
     care_tags: int
     accounts: int
     seconds: float
+    work_orders: int = 0
 
 
 def is_loaded(session: Session) -> bool:
@@ -117,7 +123,14 @@ def load(
         # One record for the whole load instead of one per row: who loaded what, with which seed.
         call.audit("demo.load", "place", CITY_ID, place_path=f"/{CITY_ID}/",
                    details={"seed": district.seed, **counts})
-    return LoadReport(seed=district.seed, seconds=round(time.perf_counter() - started, 2), **counts)
+    # A transaction of its own: the session above holds thousands of objects, and every
+    # autoflush of the work-order service would walk them all.
+    report("work orders", 0, 1)
+    with ctx.db.session() as session:
+        work_orders = demo_workorders.load(ctx, session, district.seed, DEMO_COMMUNITY_PATH)
+    report("work orders", 1, 1)
+    return LoadReport(seed=district.seed, seconds=round(time.perf_counter() - started, 2), work_orders=work_orders,
+                      **counts)
 
 
 # -- places -----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from cityweave import __version__
-from cityweave.api import problems
+from cityweave.api import open311, problems
 from cityweave.api.middleware import BodyLimit, RejectNulInUrl, RequestId
 from cityweave.api.routers import (
     alarms,
@@ -61,6 +61,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(workorders.router)
     app.include_router(automation.router)
     app.include_router(workorders.categories_router)
+    app.include_router(open311.router)  # Open311 GeoReport v2 over the work orders
 
     @app.get("/problems/{slug}", include_in_schema=False)
     def problem_type(slug: str) -> JSONResponse:

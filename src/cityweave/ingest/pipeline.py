@@ -1,10 +1,11 @@
 """The bounded queue between the transports and the store, and the worker that batches.
 
-Why batches: SQLite (and PostgreSQL) pay per transaction, not per row, so the worker takes up to
-``batch_size`` messages or whatever arrived within ``batch_ms``, decodes them, hands all readings
-to the :class:`~cityweave.ingest.sinks.ReadingSink` in one call, the device events to the
-:class:`~cityweave.ingest.sinks.DeviceEventSink` in another, writes delivery receipts, commits once
-and only then acknowledges every MQTT message of the batch.
+Why batches: SQLite (and PostgreSQL) pay per transaction, not per row, so the worker takes
+everything that is queued, up to ``batch_size`` messages, without waiting when there is a backlog
+(a small batch on an idle system lingers at most ``min(batch_ms, 2 ms)`` for companions; see
+``_take``), decodes them, hands all readings to the :class:`~cityweave.ingest.sinks.ReadingSink`
+in one call, the device events to the :class:`~cityweave.ingest.sinks.DeviceEventSink` in another,
+writes delivery receipts, commits once and only then acknowledges every MQTT message of the batch.
 
 Why a bounded queue: memory must not grow with the load. ``submit`` blocks when the queue is full.
 The MQTT transport calls it from paho's network thread, so a full queue stops that thread reading
@@ -50,6 +51,8 @@ DUPLICATE = "duplicate"
 STORE_ERROR = "store_error"
 _TOPIC_CACHE_LIMIT = 100_000
 _TRANSIENT = (OperationalError, InterfaceError)
+_SMALL_BATCH = 32  # below this, a batch may linger for more messages when the queue is empty
+_MAX_LINGER_SECONDS = 0.002
 
 
 @dataclass(slots=True)
@@ -97,6 +100,8 @@ class Pipeline:
         self.queue: queue.Queue[Inbound] = queue.Queue(maxsize=queue_size)
         self.batch_size = batch_size
         self.batch_seconds = batch_ms / 1000
+        # How long a small batch waits for companions when the queue runs dry (see _take).
+        self.linger_seconds = min(self.batch_seconds, _MAX_LINGER_SECONDS)
         self.heartbeat = heartbeat
         self.acker = acker
         self.metrics.queue_depth = self.queue.qsize
@@ -170,24 +175,35 @@ class Pipeline:
                 self.check_heartbeats()
 
     def _take(self) -> list[Inbound]:
+        """The next batch: whatever is queued (up to ``batch_size``), without waiting when there
+        is a backlog. Only a small batch (the queue ran dry: light load) waits up to ``linger``
+        for companions, so an idle system commits a lone alarm within milliseconds and a busy
+        one makes large batches by itself: messages pile up while the previous batch is
+        processed, so batch size follows the load and latency stays about one batch's work."""
         try:
             first = self.queue.get(timeout=0.2)
         except queue.Empty:
             return []
         batch = [first]
-        deadline = time.monotonic() + self.batch_seconds
         get = self.queue.get_nowait
+        deadline = 0.0
         while len(batch) < self.batch_size:
             try:
                 batch.append(get())
+                continue
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set():
-                    break
-                # Sleep rather than block on the queue: a blocked get() is woken by every put(),
-                # and that ping-pong of the GIL between the network thread and this one costs
-                # more than the messages themselves.
-                time.sleep(min(remaining, 0.002))
+                pass
+            if len(batch) >= _SMALL_BATCH or self._stop.is_set():
+                break
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + self.linger_seconds
+            if now >= deadline:
+                break
+            # Sleep rather than block on the queue: a blocked get() is woken by every put(),
+            # and that ping-pong of the GIL between the network thread and this one costs
+            # more than the messages themselves.
+            time.sleep(min(deadline - now, 0.0005))
         return batch
 
     # -- one batch -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from georeport import GeoReport
 
 from cityweave.accounts.models import Role
 from cityweave.workorders import service
-from cityweave.workorders.models import Channel, WorkOrder
+from cityweave.workorders.models import Channel, Priority, Status, WorkOrder
 from cityweave.workorders.schemas import ReplyInput, WorkOrderSubmit
 from tests.open311.support import (
     REPORTER_FIELDS,
@@ -355,3 +355,38 @@ def test_the_openapi_schema_lists_the_open311_routes(server):
         assert path in paths
     assert "application/x-www-form-urlencoded" in paths["/open311/v2/requests.{format}"]["post"]["requestBody"][
         "content"]
+
+
+def test_without_paging_at_most_1000_requests_come_back(server, ctx, clock):
+    now = clock.now()
+    with as_system(ctx) as call:
+        call.session.add_all([WorkOrder(
+            id=f"wo-{n:016x}", number=f"WO20260101-{100000 + n}", category_id="sanitation", department_id="property",
+            status=Status.SUBMITTED, priority=Priority.NORMAL, channel=Channel.RESIDENT, description="垃圾未清运",
+            place_path="/tc/tc-d1/tc-d1-s1/ca/", accept_due_at=now, resolve_due_at=now,
+            created_at=now - timedelta(seconds=n), updated_at=now, public=True) for n in range(1001)])
+        call.session.commit()
+    assert len(get(server, "requests.json").json()) == 1000
+    assert len(xml_items(get(server, "requests.xml").text, "service_requests", "request")) == 1000
+    assert [r["service_request_id"] for r in get(server, "requests.json", page="2").json()] == [f"wo-{1000:016x}"]
+    assert len(get(server, "requests.json", page="3", page_size="500").json()) == 1
+
+
+def test_a_gateway_reports_only_where_its_account_may(server, ctx):
+    _, key = api_key_for(ctx, "gateway-ca", service_account=True, role=Role.COMMUNITY_ADMIN, place_id="ca")
+    form = {"api_key": key, "service_code": "repair-water", "description": "漏水"}
+    assert post(server, "json", {**form, "address_id": HOME}).status_code == 200
+    refused = post(server, "json", {**form, "address_id": "cb-b1-u1-101"})  # another community
+    assert "address_id" in errors(refused, "json", 400)[0]
+    errors(post(server, "json", {**form, "address_string": "某路 1 号"}), "json", 400)  # filed under the city
+
+
+def test_updates_without_a_note_are_named_in_the_requests_language(server, ctx, world):
+    order_id = submit_native(ctx, "noise", user=world.user_ids[Role.RESIDENT])
+    with as_user(ctx, world.user_ids[Role.GRID_WORKER]) as call:
+        service.start(call, order_id)
+    assert [u["description"] for u in get(server, "servicerequestupdates.json").json()] == ["正在处理"]
+    english = requests.get(f"{server.url}/servicerequestupdates.xml", headers={"Accept-Language": "en"}, timeout=10)
+    update = xml_items(english.text, "service_request_updates", "request_update")[0]
+    assert (update["description"], update["status"], update["external_status_code"]) == (
+        "Work has started", "open", "in_progress")

@@ -1,6 +1,6 @@
 """Work orders: resident reports → online notification → department response (native API).
 
-The Open311 GeoReport v2 interface over the same service lives in ``api/open311.py``."""
+The Open311 GeoReport v2 interface over the same service lives in ``api/open311/`` (docs/open311.md)."""
 
 from __future__ import annotations
 

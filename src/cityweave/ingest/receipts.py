@@ -18,10 +18,11 @@ whose first delivery was lost in the crash is taken for the earlier one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Dialect, Integer, String, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -60,15 +61,44 @@ def already_stored(session: Session, client_id: str, candidates: Sequence[tuple[
 
 
 def record(session: Session, client_id: str, entries: Iterable[tuple[int, str]], at: datetime) -> None:
-    """Upsert one receipt per ``(packet id, digest)``, in the caller's transaction."""
-    rows = [{"client_id": client_id, "packet_id": pid, "digest": d, "stored_at": at} for pid, d in entries]
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(IngestReceipt)
-    statement = statement.on_conflict_do_update(
-        index_elements=["client_id", "packet_id"],
-        set_={"digest": statement.excluded.digest, "stored_at": statement.excluded.stored_at},
-    )
-    session.execute(statement, rows)
+    """Upsert one receipt per ``(packet id, digest)``, in the caller's transaction.
+
+    The statement is compiled once per dialect and run at driver level with plain tuples (as
+    ``TelemetryStore`` does): through the ORM's bulk insert a batch of 2,000 receipts cost
+    about 8 % of the ingest worker's time, mostly building and processing parameter dicts."""
+    connection = session.connection()
+    sql, convert = _upsert(connection.dialect)
+    stored_at = convert(at)
+    rows = [(client_id, packet_id, digest_, stored_at) for packet_id, digest_ in entries]
+    if rows:
+        connection.exec_driver_sql(sql, rows)
+
+
+_COLUMNS = ["client_id", "packet_id", "digest", "stored_at"]
+_UPSERTS: dict[str, tuple[str, Callable[[Any], Any]]] = {}
+
+
+def _upsert(dialect: Dialect) -> tuple[str, Callable[[Any], Any]]:
+    """``INSERT ... ON CONFLICT DO UPDATE`` with positional parameters in ``_COLUMNS`` order, and
+    the driver conversion of ``stored_at``."""
+    cached = _UPSERTS.get(dialect.name)
+    if cached is None:
+        insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
+        table = IngestReceipt.__table__
+        statement = insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["client_id", "packet_id"],
+            set_={"digest": statement.excluded.digest, "stored_at": statement.excluded.stored_at},
+        )
+        positional = dialect if dialect.positional else type(dialect)(paramstyle="format")
+        compiled = statement.compile(dialect=positional, column_keys=_COLUMNS)
+        if list(compiled.positiontup or []) != _COLUMNS:
+            raise RuntimeError(f"unexpected parameter order for ingest_receipts: {compiled.positiontup}")
+        column_type = table.c.stored_at.type  # type: ignore[attr-defined]
+        processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+        cached = _UPSERTS[dialect.name] = (compiled.string, processor or _unchanged)
+    return cached
+
+
+def _unchanged(value: Any) -> Any:
+    return value

@@ -17,7 +17,7 @@ import requests
 from georeport import GeoReport
 
 from cityweave.accounts.models import Role
-from cityweave.workorders import service
+from cityweave.workorders import deadlines, service
 from cityweave.workorders.models import Channel, Priority, Status, WorkOrder
 from cityweave.workorders.schemas import ReplyInput, WorkOrderSubmit
 from tests.open311.support import (
@@ -300,6 +300,14 @@ def test_updates_show_the_department_reply_and_the_resolution(server, ctx, world
     assert [u["description"] for u in recent] == ["已更换阀门"]
     english = get(server, "servicerequestupdates.json", locale="en").json()
     assert english[-1]["description"] == "已更换阀门"  # the handler's own words are not translated
+    # The reporter says nothing for days: the timer confirms it, an update in the reader's language.
+    clock.advance(days=4)
+    with ctx.db.session() as session:
+        assert deadlines.check(session, ctx.bus, clock.now()) == 1
+    last = get(server, "servicerequestupdates.json").json()[-1]
+    assert (last["service_request_id"], last["description"], last["status"]) == (order_id, "报告人未答复，自动确认",
+                                                                                "closed")
+    assert get(server, "servicerequestupdates.json", locale="en").json()[-1]["description"] == "Confirmed automatically"
 
 
 # -- privacy ----------------------------------------------------------------------------------------

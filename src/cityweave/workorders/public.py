@@ -71,6 +71,7 @@ def status_notes(session: Session, orders: Sequence[WorkOrder]) -> dict[str, str
     stmt = (select(WorkOrderEvent.work_order_id, WorkOrderEvent.to_status, WorkOrderEvent.note)
             .where(WorkOrderEvent.work_order_id.in_(list(current)), WorkOrderEvent.public.is_(True),
                    WorkOrderEvent.note.is_not(None), WorkOrderEvent.action.not_in(NOT_UPDATES),
+                   WorkOrderEvent.actor != "system",  # timers' notes are not explanations to the public
                    WorkOrderEvent.from_status.is_distinct_from(WorkOrderEvent.to_status))
             .order_by(WorkOrderEvent.at, WorkOrderEvent.id))
     notes: dict[str, str] = {}

@@ -52,7 +52,8 @@ STEP_TEXT = {
     "merge": ("与其他工单合并", "Merged into another request"),
     "replied": ("部门回复", "Reply from the department"),
     "routed": ("已派单", "Assigned"),
-    "escalated": ("已督办", "Escalated"),
+    "auto_confirm": ("报告人未答复，自动确认", "Confirmed automatically"),
+    "auto_close": ("自动关闭", "Closed automatically"),
 }
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -115,7 +116,9 @@ def request(order: WorkOrder, *, lang: str, zone: ZoneInfo, category: Category |
 
 def update(event: WorkOrderEvent, *, lang: str, zone: ZoneInfo) -> dict[str, Any]:
     native = event.to_status or event.from_status or ""
-    text = event.note or _in(lang, *STEP_TEXT.get(event.action, (event.action, event.action))) or ""
+    named = _in(lang, *STEP_TEXT.get(event.action, (event.action, event.action))) or ""
+    # People's notes are shown as written; the platform's own (timers) in the request's language.
+    text = named if event.actor == "system" or not event.note else event.note
     return {
         "update_id": str(event.id),
         "service_request_id": event.work_order_id,

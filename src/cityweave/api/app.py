@@ -29,6 +29,7 @@ from cityweave.api.routers import (
     workorders,
 )
 from cityweave.context import AppContext
+from cityweave.workorders.from_alarms import SiteVisitOpener
 from cityweave.notifications.service import Notifications
 
 UPLOAD_PREFIXES = ("/api/v1/import", "/api/v1/work-orders/")
@@ -50,6 +51,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
+    # Alarms dispatched with people on site become routed work orders.
+    app.state.work_order_opener = SiteVisitOpener(ctx)
     problems.install(app)
     for module in (health, auth, places, persons, users, audit, transfer, devices, telemetry, ingest, events):
         app.include_router(module.router)

@@ -29,8 +29,8 @@ from cityweave.api.routers import (
     workorders,
 )
 from cityweave.context import AppContext
-from cityweave.workorders.from_alarms import SiteVisitOpener
 from cityweave.notifications.service import Notifications
+from cityweave.workorders.from_alarms import SiteVisitOpener
 
 UPLOAD_PREFIXES = ("/api/v1/import", "/api/v1/work-orders/")
 

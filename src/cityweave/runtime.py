@@ -18,7 +18,9 @@ What is wired:
   availability changes after the registry; its device commands go out through the ingest's MQTT
   client after the commit, its alarm changes and notices on ``ctx.bus``;
 - a small thread times out commands whose echo never came; another ticks the rule engine once a
-  second (durations, absences, schedules, alarm escalation), on the context's clock;
+  second (durations, absences, schedules, alarm escalation), on the context's clock; a third runs
+  the housekeeping (``maintain``, every ``CITYWEAVE_MAINTENANCE_INTERVAL_SECONDS``): telemetry past
+  its retention, and the receipts of ingest clients gone longer than their MQTT session;
 - HTTP ingest checks device tokens against the registry (``DatabaseTokenVerifier``).
 """
 
@@ -36,16 +38,19 @@ from cityweave.devices.registry.directory import DatabaseDirectory
 from cityweave.devices.registry.places import RegistryPlaces
 from cityweave.devices.registry.sink import RegistryEventSink
 from cityweave.devices.registry.verifier import DatabaseTokenVerifier
+from cityweave.ingest import receipts
 from cityweave.ingest.http_ingest import HttpIngest
 from cityweave.ingest.service import IngestService
+from cityweave.rules import automations
 from cityweave.rules.builtin import BuiltinRules
 from cityweave.rules.engine import CommandPort, RuleEngine
 from cityweave.telemetry.sink import TelemetrySink
-from cityweave.telemetry.store import TelemetryStore
+from cityweave.telemetry.store import TelemetryStore, prune_expired
 
 log = logging.getLogger("cityweave.runtime")
 
 EXPIRE_INTERVAL_S = 1.0
+MAINTENANCE_FIRST_S = 60.0  # the first housekeeping pass after a start (then every interval)
 TICK_INTERVAL_S = 1.0
 
 
@@ -164,13 +169,17 @@ class DeviceRuntime:
         self._expire_interval = expire_interval
         self._stop = threading.Event()
         self._expirer: threading.Thread | None = None
+        self._maintainer: threading.Thread | None = None
         self.started = False
+        self._automations_off: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> DeviceRuntime:
         with self.ctx.db.session() as session:
             resumed = self.tracker.load(session)
             states = self.rules.load(session)
+        # residents' automations, reloaded per household when they change
+        self._automations_off = automations.attach(self.rules, self.ctx)
         if resumed:
             log.info("tracking %d commands still in flight", resumed)
         if states:
@@ -181,6 +190,8 @@ class DeviceRuntime:
         self._expirer.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="cityweave-rules-timer", daemon=True)
         self._ticker.start()
+        self._maintainer = threading.Thread(target=self._maintenance_loop, name="cityweave-maintenance", daemon=True)
+        self._maintainer.start()
         self.started = True
         return self
 
@@ -189,10 +200,15 @@ class DeviceRuntime:
             return
         self.started = False
         self._stop.set()
+        if self._automations_off is not None:
+            self._automations_off()
+            self._automations_off = None
         if self._expirer is not None:
             self._expirer.join(5.0)
         if self._ticker is not None:
             self._ticker.join(5.0)
+        if self._maintainer is not None:
+            self._maintainer.join(5.0)
         self.ingest.stop()
         self.rules.stop()  # absence timers' last activity, for the next start
 
@@ -227,6 +243,39 @@ class DeviceRuntime:
                 self.expire_commands()
             except Exception:
                 log.exception("could not time out commands")
+
+    def maintain(self) -> dict[str, int]:
+        """One housekeeping pass; the maintenance thread runs it every
+        ``maintenance_interval_seconds`` (first a minute after the start). Telemetry past its
+        retention (``prune_expired``: chunked, committing between chunks) and the delivery receipts
+        of ingest client ids that stored nothing for longer than their MQTT session lasts
+        (``receipts.prune``). What was deleted, by kind."""
+        now = self.ctx.clock.now()
+        with self.ctx.db.session() as session:
+            self.ctx.db.write_first(session)
+            stale_receipts = receipts.prune(session, now)
+        with self.ctx.db.session() as session:
+            self.ctx.db.write_first(session)
+            pruned = prune_expired(session, now, self.ctx.settings)
+        done = {"receipts": stale_receipts, "raw": pruned.raw, "minute": pruned.minute, "hour": pruned.hour}
+        if any(done.values()):
+            log.info("housekeeping: %s", ", ".join(f"{count} {kind}" for kind, count in done.items()))
+        return done
+
+    def _maintenance_loop(self) -> None:
+        interval = float(self.ctx.settings.maintenance_interval_seconds)
+        wait = min(interval, MAINTENANCE_FIRST_S)
+        while not self._stop.wait(wait):
+            wait = interval
+            for attempt in range(3):  # on SQLite a chunk may meet "database is locked": once more
+                try:
+                    self.maintain()
+                    break
+                except Exception:
+                    if attempt == 2 or self._stop.is_set():
+                        log.exception("housekeeping failed; next try in %g s", interval)
+                        break
+                    self._stop.wait(5.0)
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self._tick_interval):

@@ -374,3 +374,33 @@ def enabled_rules(session: Session, household_id: str | None = None) -> list[Sto
         stmt = stmt.where(Automation.household_id == household_id)
     return [StoredRule(r.id, r.household_id, r.household_path, RuleSpec.model_validate(r.spec))
             for r in session.execute(stmt.order_by(Automation.id)).scalars()]
+
+
+def engine_rule(stored: StoredRule) -> Any:
+    """The engine's wrapper for a household's automation; alarms it raises are keyed by the
+    household and the rule's key, so two households' rules never share a cause."""
+    from cityweave.rules.engine import EngineRule
+
+    return EngineRule(spec=stored.spec, group=f"{stored.spec.key}@{stored.household_id}")
+
+
+def attach(engine: Any, ctx: Any) -> Any:
+    """Load every household's enabled automations into ``engine`` (``set_household_rules``) and
+    reload a household's whenever :class:`AutomationsChanged` arrives on ``ctx.bus``. Returns the
+    unsubscribe function. The runtime calls this once at start."""
+
+    def reload(household_id: str | None = None) -> int:
+        with ctx.db.session() as session:
+            stored = enabled_rules(session, household_id)
+        grouped: dict[str, list[Any]] = {}
+        for rule in stored:
+            grouped.setdefault(rule.household_id, []).append(engine_rule(rule))
+        if household_id is not None:
+            engine.set_household_rules(household_id, grouped.get(household_id, []))
+        else:
+            for household, rules in grouped.items():
+                engine.set_household_rules(household, rules)
+        return len(stored)
+
+    reload()
+    return ctx.bus.subscribe(AutomationsChanged, lambda event: reload(event.household_id))

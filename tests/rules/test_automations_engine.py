@@ -1,0 +1,51 @@
+"""A resident's automation, saved through the API, runs in the rule engine: ``automations.attach``
+loads every household's enabled automations and reloads one household when its automations change."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi.testclient import TestClient
+
+from cityweave.accounts.models import Role
+from cityweave.clock import ManualClock
+from cityweave.context import AppContext
+from cityweave.rules import automations
+from tests.conftest import auth
+from tests.rules.homes import HOME, furnish
+from tests.rules.support import engine_for, observe, reading
+from tests.world import World
+
+BASE = f"/api/v1/households/{HOME}/automations"
+
+
+def test_a_saved_automation_runs_and_a_disabled_one_stops(client: TestClient, world: World, ctx: AppContext,
+                                                         clock: ManualClock) -> None:
+    devices = furnish(client, world)
+    resident = auth(world.token(Role.RESIDENT))
+    engine, publisher = engine_for(ctx)
+    unsubscribe = automations.attach(engine, ctx)
+    try:
+        rule = {"key": "hall-light-on-motion", "name": {"zh-CN": "有人开玄关灯", "en": "Hall light on motion"},
+                "trigger": {"type": "state", "capability": "motion", "to": True, "device_id": devices["motion"]["id"]},
+                "actions": [{"type": "command", "target": devices["hall"]["id"], "capability": "brightness",
+                             "value": 10}]}
+        created = client.post(BASE, json=rule, headers=resident)
+        assert created.status_code == 201, created.text
+        motion = devices["motion"]["id"]
+        observe(ctx, engine, reading(motion, "motion", False, clock.now()))
+        clock.advance(seconds=5)
+        observe(ctx, engine, reading(motion, "motion", True, clock.now()))
+        sent = [json.loads(payload) for topic, payload in publisher.messages
+                if topic.endswith(f"{devices['hall']['aliases'][0]}/set")]
+        assert sent == [{"brightness": 25}]
+
+        rule["enabled"] = False
+        assert client.put(f"{BASE}/{created.json()['id']}", json=rule, headers=resident).status_code == 200
+        before = len(publisher.messages)
+        for value in (False, True):
+            clock.advance(seconds=300)
+            observe(ctx, engine, reading(motion, "motion", value, clock.now()))
+        assert len(publisher.messages) == before
+    finally:
+        unsubscribe()

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     telemetry_raw_days: int = Field(default=30, ge=1)
     telemetry_minute_days: int = Field(default=180, ge=1)
     telemetry_hour_days: int | None = Field(default=None, ge=1)
+    # The device runtime's housekeeping (telemetry retention, receipts of ingest clients gone for
+    # longer than their MQTT session) runs this many seconds apart.
+    maintenance_interval_seconds: int = Field(default=3600, ge=1)
 
     # Live events and notifications (cityweave.notifications).
     events_heartbeat_seconds: float = Field(default=15.0, gt=0)  # ": ping" comment on idle streams

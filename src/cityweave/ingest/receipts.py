@@ -10,7 +10,10 @@ transaction, one receipt per message: ``(client id, packet id) -> digest(topic, 
 * A message with DUP=1 whose receipt holds the same digest was committed already: it is acked and
   not stored again. Without a matching receipt it is new (the crash came before the commit).
 
-The table never holds more than 65,535 rows per client id. One case stays ambiguous and is
+The table never holds more than 65,535 rows per client id. The receipts of a client id that has
+stored nothing for longer than its MQTT session lasts (7 days) can no longer match a redelivery,
+because the broker has forgotten that session: :func:`prune` deletes them (the device runtime's
+hourly housekeeping). One case stays ambiguous and is
 documented in docs/ingest.md: a packet id reused for a byte-identical message on the same topic
 whose first delivery was lost in the crash is taken for the earlier one.
 """
@@ -19,15 +22,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Dialect, Integer, String, select
+from sqlalchemy import Dialect, Integer, String, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cityweave.db.base import Base
+from cityweave.ingest.mqtt_client import SESSION_EXPIRY_SECONDS
 
 
 class IngestReceipt(Base):
@@ -102,3 +106,18 @@ def _upsert(dialect: Dialect) -> tuple[str, Callable[[Any], Any]]:
 
 def _unchanged(value: Any) -> Any:
     return value
+
+
+def prune(session: Session, now: datetime, *,
+          older_than: timedelta = timedelta(seconds=SESSION_EXPIRY_SECONDS)) -> int:
+    """Delete the receipts of client ids that stored nothing for longer than ``older_than`` (by
+    default the MQTT session expiry): the broker has forgotten their sessions, so nothing can be
+    redelivered to them any more. Returns the number of rows deleted."""
+    cutoff = now - older_than
+    stale = (
+        select(IngestReceipt.client_id)
+        .group_by(IngestReceipt.client_id)
+        .having(func.max(IngestReceipt.stored_at) < cutoff)
+    )
+    result = session.execute(delete(IngestReceipt).where(IngestReceipt.client_id.in_(stale)))
+    return result.rowcount or 0

@@ -41,6 +41,7 @@ from cityweave.devices.registry.verifier import DatabaseTokenVerifier
 from cityweave.ingest import receipts
 from cityweave.ingest.http_ingest import HttpIngest
 from cityweave.ingest.service import IngestService
+from cityweave.rules import automations
 from cityweave.rules.builtin import BuiltinRules
 from cityweave.rules.engine import CommandPort, RuleEngine
 from cityweave.telemetry.sink import TelemetrySink
@@ -170,12 +171,15 @@ class DeviceRuntime:
         self._expirer: threading.Thread | None = None
         self._maintainer: threading.Thread | None = None
         self.started = False
+        self._automations_off: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> DeviceRuntime:
         with self.ctx.db.session() as session:
             resumed = self.tracker.load(session)
             states = self.rules.load(session)
+        # residents' automations, reloaded per household when they change
+        self._automations_off = automations.attach(self.rules, self.ctx)
         if resumed:
             log.info("tracking %d commands still in flight", resumed)
         if states:
@@ -196,6 +200,9 @@ class DeviceRuntime:
             return
         self.started = False
         self._stop.set()
+        if self._automations_off is not None:
+            self._automations_off()
+            self._automations_off = None
         if self._expirer is not None:
             self._expirer.join(5.0)
         if self._ticker is not None:

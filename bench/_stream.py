@@ -327,5 +327,65 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+
+
+# -- an ingest process -----------------------------------------------------------------------------------
+def ingest_main(spec_text: str) -> None:
+    """Entry point of one ingest process (``_stream.py ingest '<json>'``): CityWeave's
+    IngestService with the ledger, until the ``stop`` file appears; then its figures to ``out``.
+
+    spec: url, client_id, shared_group (null for one process), database_url, data_dir, ready,
+    stop, out."""
+    spec = json.loads(spec_text)
+    from cityweave.clock import Clock
+    from cityweave.config import Settings
+    from cityweave.context import AppContext
+    from cityweave.devices.adapters import create_all
+    from cityweave.devices.binding import InMemoryDirectory
+    from cityweave.ingest.service import IngestService
+    from cityweave.telemetry.sink import TelemetrySink
+    from cityweave.telemetry.store import TelemetryStore
+
+    settings = Settings(data_dir=Path(spec["data_dir"]), database_url=spec["database_url"],
+                        secret_key=spec["key"], mqtt_url=spec["url"] + "?protocol=5",
+                        mqtt_client_id=spec["client_id"], mqtt_shared_group=spec["shared_group"])
+    ctx = AppContext.build(settings)
+    directory = InMemoryDirectory(auto_bind=True)
+    adapters = [LedgerAdapter(a) for a in create_all(directory=directory)]
+    sink = LedgerSink(TelemetrySink(TelemetryStore(Clock())))
+    service = IngestService(settings, directory=directory, readings=sink, db=ctx.db, clock=Clock(),
+                            adapters=adapters)  # type: ignore[arg-type]
+    service.start()
+    if not service.wait_connected(20):
+        raise SystemExit("ingest did not connect")
+    Path(spec["ready"]).touch()
+    stop = Path(spec["stop"])
+    max_queue = 0
+    while not stop.exists():
+        max_queue = max(max_queue, service.pipeline.queue.qsize())
+        time.sleep(0.05)
+    service.stop()
+    ctx.db.dispose()
+    out = Path(spec["out"])
+    with out.with_suffix(".lat").open("wb") as f:
+        sink.latency_ms.tofile(f)
+    snapshot = service.metrics.snapshot()
+    out.with_suffix(".json").write_text(json.dumps({
+        "max_queue": max_queue, "first_commit": sink.commits[0] if sink.commits else None,
+        "last_commit": sink.commits[-1] if sink.commits else None, "batches": snapshot["batches"],
+        "processed": snapshot["processed"], "dropped": snapshot["dropped"],
+        "rejected_by_adapters": sum(a.rejected_only for a in adapters)}))
+
+
+def ingest_results(out: Path) -> tuple[array, dict[str, Any]]:
+    latency = array("d")
+    data = out.with_suffix(".lat").read_bytes()
+    latency.frombytes(data)
+    return latency, json.loads(out.with_suffix(".json").read_text())
+
+
 if __name__ == "__main__":
-    publish_main(sys.argv[1])
+    if sys.argv[1] == "ingest":
+        ingest_main(sys.argv[2])
+    else:
+        publish_main(sys.argv[1])

@@ -46,17 +46,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stream import LedgerAdapter, LedgerSink, acked_sequences, percentile
+from _stream import LedgerSink, acked_sequences, ingest_results, percentile
 
-from cityweave.clock import Clock
 from cityweave.config import Settings
 from cityweave.context import AppContext
 from cityweave.db import migrate
 from cityweave.devices.adapters import create_all
 from cityweave.devices.binding import InMemoryDirectory
-from cityweave.ingest.service import IngestService
-from cityweave.telemetry.sink import TelemetrySink
-from cityweave.telemetry.store import TelemetryStore
 
 KEY = "q2Xn3VUmqkGq6jyHcC0C1Y0Jq4kV1w2mT9o3cYkqH0E="
 STREAM = Path(__file__).resolve().parent / "_stream.py"
@@ -215,76 +211,99 @@ def measure_ceiling(broker: PrivateMosquitto, phases: list[list[float]], args: a
 
 def measure_ingest(broker: PrivateMosquitto, phases: list[list[float]], args: argparse.Namespace,
                    folder: Path, tag: str) -> dict[str, Any]:
+    """``--processes`` ingest processes (one: a plain subscription; several: an MQTT 5 shared
+    subscription, each with its own client id, session and receipts) into one database."""
     data = folder / tag
     data.mkdir()
-    settings = Settings(data_dir=data, database_url=args.database_url, secret_key=KEY,
-                        mqtt_url=broker.url + "?protocol=5", mqtt_client_id=f"bench-{tag}")
+    settings = Settings(data_dir=data, database_url=args.database_url, secret_key=KEY)
     ctx = AppContext.build(settings)
     migrate.upgrade(ctx.db.engine)
     with ctx.db.engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE IF EXISTS bench_ledger")
     LedgerSink.create_table(ctx.db.engine)
-    directory = InMemoryDirectory(auto_bind=True)
-    adapters = [LedgerAdapter(a) for a in create_all(directory=directory)]
-    sink = LedgerSink(TelemetrySink(TelemetryStore(Clock())))
-    service = IngestService(settings, directory=directory, readings=sink, db=ctx.db, clock=Clock(),
-                            adapters=adapters)  # type: ignore[arg-type]
-    service.start()
-    if not service.wait_connected(10):
-        raise RuntimeError("ingest did not connect")
+    count = max(1, args.processes)
+    workers, outs = [], []
+    for index in range(count):
+        out = data / f"worker-{index}"
+        outs.append(out)
+        spec = {"url": broker.url, "client_id": f"bench-{tag}-{index}", "key": KEY,
+                "shared_group": "bench" if count > 1 else None, "database_url": args.database_url,
+                "data_dir": str(data), "ready": str(out.with_suffix(".ready")), "stop": str(data / "stop"),
+                "out": str(out)}
+        workers.append(subprocess.Popen([sys.executable, str(STREAM), "ingest", json.dumps(spec)]))
+    while not all(out.with_suffix(".ready").exists() for out in outs):
+        if any(w.poll() is not None for w in workers):
+            raise RuntimeError("an ingest process died while starting")
+        time.sleep(0.05)
     publishers = Publishers(broker.port, phases, args.publishers, args.devices, folder, tag)
     publishers.wait_ready()
     time.sleep(0.3)
-    before = rss_mib()
-    queue = service.pipeline.queue
-    started = 0.0
+    sqlite = ctx.db.is_sqlite
 
-    def backlog() -> float:
-        return max(0.0, publishers.offered_until(time.monotonic() - started) - sum(service.metrics.received.values()))
+    def stored() -> int:
+        with ctx.db.engine.connect() as connection:
+            sql = "SELECT coalesce(max(rowid), 0) FROM bench_ledger" if sqlite else "SELECT count(*) FROM bench_ledger"
+            return int(connection.exec_driver_sql(sql).scalar_one())
 
-    sampler = Sampler(broker.process.pid)
+    rss = {"workers": 0.0}
+
+    def sample_workers() -> float:
+        rss["workers"] = max(rss["workers"], sum(rss_mib(w.pid) for w in workers))
+        return 0.0
+
+    sampler = Sampler(broker.process.pid, sample_workers)
+    started_wall = time.time()
     started = publishers.start()
-    max_queue = max_backlog = 0.0
+    max_backlog = 0.0
     while publishers.running():
-        max_queue = max(max_queue, queue.qsize())
-        max_backlog = max(max_backlog, backlog())
-        time.sleep(0.1)
-    ended = time.monotonic()
+        max_backlog = max(max_backlog, publishers.offered_until(time.monotonic() - started) - stored())
+        time.sleep(0.2)
+    ended_wall = time.time()
     acked, stats = publishers.results()
-    last_move, processed = time.monotonic(), -1
-    while service.metrics.processed < len(acked) and time.monotonic() - last_move < 15.0:
-        max_queue = max(max_queue, queue.qsize())
-        if service.metrics.processed != processed:
-            processed, last_move = service.metrics.processed, time.monotonic()
-        time.sleep(0.1)
-    done = time.monotonic()
+    last_move, seen = time.monotonic(), -1
+    while (now := stored()) < len(acked) and time.monotonic() - last_move < 15.0:
+        if now != seen:
+            seen, last_move = now, time.monotonic()
+        time.sleep(0.2)
     sampler.stop()
-    snapshot = service.metrics.snapshot()
-    service.stop()
+    (data / "stop").touch()
+    for worker in workers:
+        worker.wait(120)
+    latency: list[float] = []
+    info: dict[str, Any] = {"max_queue": 0, "batches": 0, "dropped": {}, "rejected_by_adapters": 0,
+                            "last_commit": started_wall}
+    for out in outs:
+        lat, one = ingest_results(out)
+        latency.extend(lat)
+        info["max_queue"] = max(info["max_queue"], one["max_queue"])
+        info["batches"] += one["batches"]
+        info["rejected_by_adapters"] += one["rejected_by_adapters"]
+        info["last_commit"] = max(info["last_commit"], one["last_commit"] or started_wall)
+        for reason, n in one["dropped"].items():
+            info["dropped"][reason] = info["dropped"].get(reason, 0) + n
     with ctx.db.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT seq, count(*) FROM bench_ledger GROUP BY seq").fetchall()
         readings = connection.exec_driver_sql("SELECT count(*) FROM readings").scalar_one()
     ctx.db.dispose()
-    stored = {seq for seq, _ in rows}
+    stored_set = {seq for seq, _ in rows}
     twice = sum(n - 1 for _, n in rows if n > 1)
-    last_commit = (sink.commits[-1] - time.time()) + done if sink.commits else done
-    end = min(done, time.monotonic()) if not sink.commits else last_commit
-    lat = sink.latency_ms
-    return {"name": f"CityWeave ingest ({'SQLite' if not args.database_url else 'db'})",
-            "offered": sum(r * s for r, s in phases), "acked": len(acked), "published": stats,
-            "done": len(stored), "rate": len(stored) / max(1e-9, end - started),
-            "lag": max(0.0, end - ended), "rss": sampler.peak_self - before, "broker_rss": sampler.peak_broker,
-            "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat) if lat else float("nan"),
-            "missing": len(acked - stored), "twice": twice, "not_acked": len(stored - acked),
-            "readings": readings - len(rows), "max_queue": max_queue, "max_backlog": max_backlog,
-            "dropped": snapshot.get("dropped") or {}, "batches": snapshot.get("batches"),
-            "rejected_by_adapters": sum(a.rejected_only for a in adapters)}
+    end = info["last_commit"]
+    name = f"CityWeave ingest x{count}" if count > 1 else "CityWeave ingest"
+    return {"name": name, "offered": sum(r * s for r, s in phases), "acked": len(acked), "published": stats,
+            "done": len(stored_set), "rate": len(stored_set) / max(1e-9, end - started_wall),
+            "lag": max(0.0, end - ended_wall), "rss": rss["workers"], "broker_rss": sampler.peak_broker,
+            "p50": percentile(latency, 50), "p99": percentile(latency, 99),
+            "max": max(latency) if latency else float("nan"),
+            "missing": len(acked - stored_set), "twice": twice, "not_acked": len(stored_set - acked),
+            "readings": readings - len(rows), "max_queue": info["max_queue"], "max_backlog": max_backlog,
+            "dropped": info["dropped"], "batches": info["batches"],
+            "rejected_by_adapters": info["rejected_by_adapters"]}
 
 
 def report(rows: list[dict[str, Any]], phases: list[list[float]]) -> None:
     ceiling = next((r for r in rows if r["name"].startswith("ceiling")), None)
     head = (f"{'consumer':<24}{'offered/s':>10}{'published/s':>12}{'acked':>10}{'done':>10}{'msg/s':>9}"
-            f"{'vs ceil':>8}{'lag s':>7}{'p50 ms':>8}{'p99 ms':>8}{'RSS+MiB':>8}{'broker MiB':>11}")
+            f"{'vs ceil':>8}{'lag s':>7}{'p50 ms':>8}{'p99 ms':>8}{'RSS MiB':>8}{'broker MiB':>11}")
     print(head)
     print("-" * len(head))
     seconds = sum(s for _, s in phases)
@@ -315,6 +334,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--publishers", type=int, default=2, help="generator processes")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="ingest processes (more than one: an MQTT 5 shared subscription)")
     parser.add_argument("--no-ceiling", action="store_true", help="measure the ingest only")
     args = parser.parse_args()
     if not shutil.which("mosquitto"):

@@ -256,6 +256,11 @@ class Pipeline:
         context: Any = self.db.session() if self.db is not None else nullcontext(None)
         drops: list[str] = []
         with context as session:
+            if session is not None and self.db is not None:
+                # SQLite: BEGIN IMMEDIATE. With several ingest processes (shared subscription),
+                # or a place lookup or rules reading before the first write, a deferred
+                # transaction would fail with "database is locked" instead of waiting its turn.
+                self.db.write_first(session)
             digests = {id(item): receipts.digest(item.topic, item.payload)
                        for item, _ in decoded if item.mid is not None}
             duplicates: set[int] = set()

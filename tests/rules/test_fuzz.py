@@ -21,7 +21,7 @@ schema = schemathesis.pytest.from_fixture("api_schema").include(path_regex=r"^/a
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_rules_routes_never_fail(case, world: World) -> None:
     if "household_id" in (case.path_parameters or {}):
         case.path_parameters["household_id"] = "ca-b1-u1-101"

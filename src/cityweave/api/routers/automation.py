@@ -30,6 +30,10 @@ router = APIRouter(
 HouseholdPath = Annotated[str, Path(max_length=64)]
 ItemPath = Annotated[str, Path(max_length=64)]
 Document = Annotated[dict[str, Any], Body(description="JSON document, validated as documented.")]
+# The body is validated by the rules model (for pointers into the document as sent); the schema
+# is still published, so clients and the fuzzer see what a rule looks like.
+RuleDocument = Annotated[Any, Body()]
+RULE_BODY = {"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/RuleSpec"}}}}}
 
 
 class ModeIn(InputModel):
@@ -168,16 +172,16 @@ def automation_templates(call: CallDep, household_id: HouseholdPath) -> list[Rul
     return list(scenes.TEMPLATES.values())
 
 
-@router.post("/automations/dry-run", response_model=DryRun)
-def dry_run_automation(call: CallDep, request: Request, household_id: HouseholdPath, body: Document) -> DryRun:
+@router.post("/automations/dry-run", response_model=DryRun, openapi_extra=RULE_BODY)
+def dry_run_automation(call: CallDep, request: Request, household_id: HouseholdPath, body: RuleDocument) -> DryRun:
     """Validate a rule (422 if malformed) and show what it watches, which devices match and what it
     would command; ``problems`` would make saving fail, ``warnings`` would not. Changes nothing."""
     return automations.dry_run(call, household_id, body, **_transport(request))
 
 
 @router.post("/automations", response_model=AutomationOut, status_code=status.HTTP_201_CREATED,
-             responses={409: {"model": Problem}})
-def create_automation(call: CallDep, household_id: HouseholdPath, body: Document) -> AutomationOut:
+             responses={409: {"model": Problem}}, openapi_extra=RULE_BODY)
+def create_automation(call: CallDep, household_id: HouseholdPath, body: RuleDocument) -> AutomationOut:
     """Body: a RuleSpec (see ``docs/rules-alarms.md``). 422 for a malformed rule, a device or scene
     not in the household, or a loop with other automations; 409 for a key already used."""
     return _automation(automations.create_automation(call, household_id, body))
@@ -188,9 +192,10 @@ def get_automation(call: CallDep, household_id: HouseholdPath, automation_id: It
     return _automation(automations.get_automation(call, household_id, automation_id))
 
 
-@router.put("/automations/{automation_id}", response_model=AutomationOut, responses={409: {"model": Problem}})
+@router.put("/automations/{automation_id}", response_model=AutomationOut, responses={409: {"model": Problem}},
+            openapi_extra=RULE_BODY)
 def update_automation(call: CallDep, household_id: HouseholdPath, automation_id: ItemPath,
-                      body: Document) -> AutomationOut:
+                      body: RuleDocument) -> AutomationOut:
     return _automation(automations.update_automation(call, household_id, automation_id, body))
 
 

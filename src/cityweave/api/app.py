@@ -23,6 +23,7 @@ from cityweave.api.routers import (
     ingest,
     persons,
     places,
+    rule_settings,
     telemetry,
     transfer,
     users,
@@ -63,6 +64,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(alarms.router)
     app.include_router(workorders.router)
     app.include_router(automation.router)
+    app.include_router(rule_settings.router)
     app.include_router(workorders.categories_router)
     app.include_router(open311.router)  # Open311 GeoReport v2 over the work orders
 

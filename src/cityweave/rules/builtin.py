@@ -423,7 +423,8 @@ def list_settings(call: Any, household_id: str) -> list[RuleView]:
                      rows[b.key].params if b.key in rows else None) for b in BUILTINS.values()]
 
 
-def update_settings(call: Any, household_id: str, changes: Mapping[str, Any]) -> list[RuleView]:
+def update_settings(call: Any, household_id: str, changes: Mapping[str, Any], *,
+                    engine: Any = None) -> list[RuleView]:
     """``changes``: ``{rule key: {"enabled": bool?, "params": {name: value or null (= default)}}}``.
     Everything is checked before anything is written (422 with pointers)."""
     from cityweave.rules.state import HouseholdRuleSettings
@@ -491,8 +492,7 @@ def update_settings(call: Any, household_id: str, changes: Mapping[str, Any]) ->
         call.audit("household.rule_settings", "place", place.id, place_path=place.path,
                    details={"rule": key, "enabled": row.enabled, "params": params})
     call.session.flush()
-    engine = getattr(call.ctx, "rule_engine", None)
-    if engine is not None:
+    if engine is not None:  # this process's engine reads the change at once, others within 30 s
         from cityweave.db.engine import on_commit
 
         on_commit(call.session, lambda: engine.invalidate(place.id))

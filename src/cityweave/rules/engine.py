@@ -42,6 +42,7 @@ Trigger semantics (``docs/rules-alarms.md``):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,7 +51,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -73,6 +74,7 @@ DEFAULT_GRACE_S = 30 * 60
 DEFAULT_FLUSH_S = 60.0
 HOUSEHOLD_TTL_S = 30.0
 DAYTIME = (time(7, 0), time(22, 0))  # AbsenceTrigger.daytime_only, as model.py documents it
+_TURN = "cityweave_rules_turn"
 ONLINE = "online"  # pseudo capability: availability changes enter the engine as readings of it
 
 
@@ -373,6 +375,7 @@ class RuleEngine:
         self._staged: dict[int, _Staged] = {}
         self.firings: list[Firing] = []  # the most recent firings (bounded), for tests and status
         self.errors = 0  # batches whose rule evaluation failed (logged; their readings are stored)
+        self._turn_key = hash(("cityweave-rules", os.getpid(), id(self))) & 0x7FFF_FFFF_FFFF_FFFF
         self.listeners: list[Callable[[Firing], None]] = []
         self._builtin_settings = builtin_settings  # name -> BuiltinRule (builtin.py), for params
         for rule in rules or ():
@@ -478,6 +481,7 @@ class RuleEngine:
         if not relevant:
             return []
         now = now or self.clock.now()
+        self._take_turn(session)
         with self._lock:
             stage = self._stage(session)
             saved = (dict(stage.state), dict(stage.last_fired))
@@ -529,6 +533,22 @@ class RuleEngine:
                 fired.extend(self._evaluate(session, stage, rule, home, device, reading, now))
             self._last_value[(reading.device_key, reading.capability, reading.endpoint)] = reading.value
         return fired
+
+    def _take_turn(self, session: Session) -> None:
+        """Take this engine's database-side turn before its in-memory lock, once per transaction.
+
+        The ingest batch holds database locks when it reaches the engine; the timer must not
+        hold the engine's lock while it waits for the database, or each waits for the other.
+        SQLite: the timer's transaction begins IMMEDIATE (one writer at a time) before it takes
+        the engine lock. PostgreSQL: both take a transaction-scoped advisory lock, per engine."""
+        transaction = session.get_transaction()
+        if transaction is not None and session.info.get(_TURN) is transaction:
+            return
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._turn_key})
+        else:
+            session.execute(text("SELECT 1"))  # begins the transaction (IMMEDIATE when asked)
+        session.info[_TURN] = session.get_transaction()
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _rules_for(self, home: HouseholdInfo, capability: str) -> list[EngineRule]:
@@ -796,14 +816,16 @@ class RuleEngine:
         if self.db is None:
             return []
         now = now or self.clock.now()
-        with self._lock:
-            if self.started_at is None:
-                self.started_at = now
-            with self.db.session() as session:
-                self.db.write_first(session)
+        with self.db.session() as session:
+            self.db.write_first(session)
+            self._take_turn(session)  # the database first, then the engine: the ingest's order
+            with self._lock:
+                if self.started_at is None:
+                    self.started_at = now
                 stage = self._stage(session)
                 fired = self._tick(session, stage, now)
                 self._escalate(session, now)
+        with self._lock:
             self._remember(fired)
         try:
             self.flush()
@@ -1097,7 +1119,7 @@ class RuleEngine:
             return
         run = getattr(scenes, "run_for_rule", None)
         if run is not None:
-            run(session, home.id, scene_id, now, commands=self.commands)
+            run(session, home.id, scene_id, now, commands=self.commands, rule_key=rule.key)
 
     def _publish_after_commit(self, session: Session, changes: list[Any]) -> None:
         bus = self.bus

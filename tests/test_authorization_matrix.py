@@ -36,7 +36,7 @@ Y, N = True, False
 # operation → (own scope, other scope) per role. Order matters: destructive operations last.
 OPERATIONS = [
     "place.read", "place.update", "person.read", "person.reveal", "care_tag.read",
-    "membership.read", "user.read", "audit.read", "device.read", "device.command", "person.update",
+    "membership.read", "user.read", "audit.read", "device.read", "device.command", "device.update", "person.update",
     "care_tag.create", "user.update", "membership.delete",
     "alarm.read", "alarm.acknowledge", "alarm.dispatch", "alarm.resolve", "alarm.emergency",
     "automation.read", "automation.mode", "automation.create", "scene.run",
@@ -45,7 +45,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.RESIDENT: {
         "place.read": (Y, N), "place.update": (N, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
-        "device.read": (Y, N), "device.command": (Y, N),
+        "device.read": (Y, N), "device.command": (Y, N), "device.update": (Y, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (N, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (Y, N),
@@ -54,7 +54,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.GRID_WORKER: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
-        "device.read": (Y, N), "device.command": (N, N),
+        "device.read": (Y, N), "device.command": (N, N), "device.update": (N, N),
         "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (N, N), "membership.delete": (Y, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
@@ -63,7 +63,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.PROPERTY_STAFF: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (N, N), "membership.read": (Y, N), "user.read": (N, N), "audit.read": (N, N),
-        "device.read": (Y, N), "device.command": (N, N),
+        "device.read": (Y, N), "device.command": (N, N), "device.update": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
@@ -72,7 +72,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.COMMUNITY_ADMIN: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
         "care_tag.read": (Y, N), "membership.read": (Y, N), "user.read": (Y, N), "audit.read": (Y, N),
-        "device.read": (Y, N), "device.command": (N, N),
+        "device.read": (Y, N), "device.command": (N, N), "device.update": (N, N),
         "person.update": (Y, N), "care_tag.create": (Y, N), "user.update": (Y, N), "membership.delete": (Y, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
@@ -81,7 +81,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.DEPARTMENT_OFFICER: {
         "place.read": (Y, N), "place.update": (N, N), "person.read": (N, N), "person.reveal": (N, N),
         "care_tag.read": (N, N), "membership.read": (N, N), "user.read": (N, N), "audit.read": (N, N),
-        "device.read": (N, N), "device.command": (N, N),
+        "device.read": (N, N), "device.command": (N, N), "device.update": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (N, N), "membership.delete": (N, N),
         "alarm.read": (N, N), "alarm.acknowledge": (N, N), "alarm.dispatch": (N, N), "alarm.resolve": (N, N),
         "alarm.emergency": (N, N),
@@ -91,7 +91,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.CITY_OPERATOR: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (N, N),
         "care_tag.read": (N, N), "membership.read": (Y, N), "user.read": (Y, N), "audit.read": (Y, N),
-        "device.read": (Y, N), "device.command": (N, N),
+        "device.read": (Y, N), "device.command": (N, N), "device.update": (N, N),
         "person.update": (N, N), "care_tag.create": (N, N), "user.update": (Y, N), "membership.delete": (N, N),
         "alarm.read": (Y, N), "alarm.acknowledge": (N, N), "alarm.dispatch": (N, N), "alarm.resolve": (N, N),
         "alarm.emergency": (N, N),
@@ -180,6 +180,10 @@ def _operations(client: TestClient, world: World, headers: dict[str, str],
             assert r.json()["status"] == "sent", r.text
         return allowed
 
+    def device_update(hh: str) -> bool:
+        r = client.patch(f"/api/v1/devices/{world.device_of_household[hh]}", json={"room": "客厅"}, headers=headers)
+        return _status_allows(r.status_code, "device.update")
+
     def person_update(hh: str) -> bool:
         r = client.patch(f"/api/v1/persons/{person(hh)}", json={"gender": "other"}, headers=headers)
         return _status_allows(r.status_code, "person.update")
@@ -236,7 +240,7 @@ def _operations(client: TestClient, world: World, headers: dict[str, str],
         "place.read": place_read, "place.update": place_update, "person.read": person_read,
         "person.reveal": person_reveal, "care_tag.read": care_tag_read,
         "membership.read": membership_read, "user.read": user_read, "audit.read": audit_read,
-        "device.read": device_read, "device.command": device_command,
+        "device.read": device_read, "device.command": device_command, "device.update": device_update,
         "person.update": person_update, "care_tag.create": care_tag_create,
         "user.update": user_update, "membership.delete": membership_delete,
     }

@@ -171,3 +171,78 @@ def test_decommission_through_the_api(client: TestClient, world: World) -> None:
     _problem(client.post(f"/api/v1/devices/{plug}/commands", json={"capability": "on_off", "value": True},
                          headers=resident), 409, "conflict")
     _problem(client.post(f"/api/v1/devices/{plug}/credentials", headers=resident), 409, "conflict")
+
+
+def test_rename_and_room_through_patch(client: TestClient, ctx: AppContext, world: World) -> None:
+    """PATCH /devices/{id}: name and room, audited, scoped like claims, validated with pointers."""
+    from sqlalchemy import select
+
+    from cityweave.audit.models import AuditRecord
+
+    resident = auth(world.token(Role.RESIDENT))
+    device_id = world.device_of_household["ca-b1-u1-101"]
+    r = client.patch(f"/api/v1/devices/{device_id}", json={"name": " 厨房插座 ", "room": "厨房"}, headers=resident)
+    assert r.status_code == 200, r.text
+    assert (r.json()["name"], r.json()["room"]) == ("厨房插座", "厨房")
+    listed = client.get("/api/v1/devices", headers=resident).json()["items"]
+    assert [(d["id"], d["room"]) for d in listed] == [(device_id, "厨房")]
+    r = client.patch(f"/api/v1/devices/{device_id}", json={"room": None}, headers=resident)
+    assert r.status_code == 200 and r.json()["room"] is None and r.json()["name"] == "厨房插座"
+    assert client.patch(f"/api/v1/devices/{device_id}", json={"room": None}, headers=resident).status_code == 200
+    with ctx.db.session() as session:
+        records = session.execute(select(AuditRecord).where(
+            AuditRecord.action == "device.update", AuditRecord.object_id == device_id).order_by(AuditRecord.seq)
+        ).scalars().all()
+        assert [r.details["changes"] for r in records] == [  # the unchanged third PATCH writes nothing
+            {"name": {"from": "插座 ca-b1-u1-101", "to": "厨房插座"}, "room": {"from": None, "to": "厨房"}},
+            {"room": {"from": "厨房", "to": None}},
+        ]
+        assert {r.place_path for r in records} == {"/tc/tc-d1/tc-d1-s1/ca/ca-g1/ca-b1/ca-b1-u1/ca-b1-u1-101/"}
+
+    # Validation: pointers into the body.
+    for body, pointer in (({}, ""), ({"name": "   "}, "/name"), ({"name": None}, "/name"),
+                          ({"room": "x" * 65}, "/room"), ({"name": "x" * 201}, "/name"),
+                          ({"room": "厨\u0007房"}, "/room"), ({"colour": "red"}, "/colour")):
+        problem = _problem(client.patch(f"/api/v1/devices/{device_id}", json=body, headers=resident),
+                           422, "validation-error")
+        assert pointer in [e.get("pointer") for e in problem["errors"]], (body, problem)
+
+    # Scope: as claiming. The neighbour does not see it, a grid worker may only read it, property
+    # staff's community grant does not reach inside homes but does reach the gate.
+    neighbour = auth(_token_for(ctx, world, "ca-b1-u1-102"))
+    _problem(client.patch(f"/api/v1/devices/{device_id}", json={"room": "x"}, headers=neighbour), 404, "not-found")
+    for role in (Role.GRID_WORKER, Role.PROPERTY_STAFF):
+        _problem(client.patch(f"/api/v1/devices/{device_id}", json={"room": "x"}, headers=auth(world.token(role))),
+                 403, "forbidden")
+    gate = client.post(f"/api/v1/devices/{_discover(ctx)}/claim", json={"place_id": "ca-gate1"},
+                       headers=auth(world.token(Role.PROPERTY_STAFF))).json()["id"]
+    r = client.patch(f"/api/v1/devices/{gate}", json={"name": "东门道闸", "room": "岗亭"},
+                     headers=auth(world.token(Role.PROPERTY_STAFF)))
+    assert r.status_code == 200 and r.json()["room"] == "岗亭"
+
+    # Only devices in service: a decommissioned one is 409, as is a discovered one.
+    assert client.post(f"/api/v1/devices/{gate}/decommission",
+                       headers=auth(world.token(Role.PROPERTY_STAFF))).status_code == 200
+    _problem(client.patch(f"/api/v1/devices/{gate}", json={"room": "x"},
+                          headers=auth(world.token(Role.PROPERTY_STAFF))), 409, "conflict")
+    discovered = _discover(ctx, "0x00124b0000aaaa02")
+    _problem(client.patch(f"/api/v1/devices/{discovered}", json={"name": "x"},
+                          headers=auth(world.token(Role.PROPERTY_STAFF))), 409, "conflict")
+
+
+def _token_for(ctx: AppContext, world: World, household: str) -> str:
+    from cityweave.accounts import service as accounts
+    from cityweave.accounts.models import User
+
+    with ctx.db.session() as session:
+        user = session.get(User, world.household_user[household])
+        return accounts.issue_tokens(ctx, session, user, source_ip=None).access_token
+
+
+def test_patch_is_documented(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/api/v1/devices/{device_id}"]["patch"]
+    assert {"200", "403", "404", "409", "422"} <= set(operation["responses"])
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(spec["components"]["schemas"][schema]["properties"]) == {"name", "room"}
+    assert "room" in spec["components"]["schemas"]["DeviceOut"]["properties"]

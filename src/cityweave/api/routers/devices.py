@@ -19,6 +19,7 @@ from cityweave.devices.registry.schemas import (
     DeviceOut,
     DeviceRegister,
     DeviceRegistered,
+    DeviceUpdate,
 )
 
 router = APIRouter(
@@ -75,6 +76,18 @@ def register_device(call: CallDep, body: DeviceRegister) -> DeviceRegistered:
 @router.get("/{device_id}", response_model=DeviceDetailOut)
 def get_device(call: CallDep, device_id: DeviceIdPath) -> DeviceDetailOut:
     return DeviceDetailOut.model_validate(service.get_device(call, device_id))
+
+
+@router.patch("/{device_id}", response_model=DeviceDetailOut, responses={409: {"model": Problem}})
+def update_device(call: CallDep, device_id: DeviceIdPath, body: DeviceUpdate) -> DeviceDetailOut:
+    """Rename a device or say which room it is in (`{"room": null}` clears the room); audited.
+
+    Who may: whoever may change the device, with the scope rules of claiming: residents their own
+    household's devices, property staff and community admins the facility devices of their
+    community (not those inside homes). 404 for a device the caller cannot see, 403 for one they
+    may only read, 409 for a device not in service (discovered or decommissioned), 422 for blank
+    or over-long names and rooms or an empty body."""
+    return DeviceDetailOut.model_validate(service.update_device(call, device_id, body))
 
 
 @router.post("/{device_id}/claim", response_model=DeviceDetailOut, responses={409: {"model": Problem}})

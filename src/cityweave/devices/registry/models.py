@@ -61,6 +61,8 @@ class Device(Base):
     address: Mapped[str] = mapped_column(String(200))  # the vendor's id: IEEE, MAC, Tuya id, ...
     aliases: Mapped[list[Any]] = mapped_column(default=list)
     name: Mapped[str | None] = mapped_column(String(200))
+    # Where in the home or facility the device is ("厨房", "Kitchen"): a label people choose.
+    room: Mapped[str | None] = mapped_column(String(64))
     device_type: Mapped[str | None] = mapped_column(String(64))
     manufacturer: Mapped[str | None] = mapped_column(String(200))
     model: Mapped[str | None] = mapped_column(String(200))

@@ -36,6 +36,18 @@ class CapabilityRefOut(BaseModel):
     writable: bool = False
 
 
+Room = Annotated[str, Field(min_length=1, max_length=64, examples=["厨房", "Living room"],
+                            description="where in the home or facility the device is")]
+
+
+class DeviceUpdate(InputModel):
+    """Rename a device or say which room it is in. Give at least one field; ``room: null`` clears
+    the room. Names and rooms are trimmed; blank text and control characters are refused."""
+
+    name: Name | None = None
+    room: Room | None = None
+
+
 class DeviceClaim(InputModel):
     """Accept a discovered device into a household or a facility."""
 
@@ -75,6 +87,7 @@ class DeviceOut(BaseModel):
     address: str
     aliases: list[str]
     name: str | None
+    room: str | None = None
     device_type: str | None
     manufacturer: str | None
     model: str | None

@@ -11,6 +11,7 @@ the device's place path, so scoped roles read their own area's device history.
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -42,7 +43,7 @@ from cityweave.devices.registry.models import (
     DeviceStatus,
     Protocol,
 )
-from cityweave.devices.registry.schemas import DeviceClaim, DeviceRegister
+from cityweave.devices.registry.schemas import DeviceClaim, DeviceRegister, DeviceUpdate
 from cityweave.devices.types import DEVICE_TYPES
 from cityweave.errors import AuthenticationFailed, Conflict, Invalid, NotFound
 from cityweave.listing import Page, PageRequest, paginate
@@ -388,6 +389,45 @@ def set_online(session: Session, device_key: str, online: bool, now: datetime) -
     """An availability change (LWT, Zigbee2MQTT availability) for a bound device."""
     session.execute(update(Device).where(Device.id == device_key, Device.status.in_(BOUND_STATUSES))
                     .values(online=online, updated_at=now))
+
+
+def update_device(call: Call, device_id: str, data: DeviceUpdate) -> Device:
+    """Rename a device or set the room it is in (``room: null`` clears it). Needs UPDATE on the
+    device, with the scope rules of claiming: a household's devices take a grant on that very
+    household. Only devices in a place (claimed or active) are named by people; a discovered
+    device's name is its vendor's until it is claimed. Audited with what changed."""
+    given = data.model_fields_set
+    if not given:
+        raise Invalid.field("", "give the new name, the room, or both")
+    device = get_device(call, device_id, Action.UPDATE)
+    if device.status not in BOUND_STATUSES:
+        raise Conflict(f"device {device_id!r} is {device.status.value}; only claimed or active devices "
+                       "can be renamed or given a room")
+    wanted: dict[str, str | None] = {}
+    if "name" in given:
+        if data.name is None:
+            raise Invalid.field("/name", "a device keeps a name: give the new one")
+        wanted["name"] = _label(data.name, "/name")
+    if "room" in given:
+        wanted["room"] = None if data.room is None else _label(data.room, "/room")
+    changes = {field: {"from": getattr(device, field), "to": value}
+               for field, value in wanted.items() if getattr(device, field) != value}
+    if changes:
+        for field, change in changes.items():
+            setattr(device, field, change["to"])
+        device.updated_at = call.now()
+        _audit(call, "device.update", device, {"changes": changes})
+    return device
+
+
+def _label(text: str, pointer: str) -> str:
+    """A name or room as people will read it: trimmed, not blank, no control characters."""
+    label = text.strip()
+    if not label:
+        raise Invalid.field(pointer, "may not be blank")
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d" for ch in label):
+        raise Invalid.field(pointer, "may not contain control characters")
+    return label
 
 
 def decommission(call: Call, device_id: str) -> Device:

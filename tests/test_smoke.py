@@ -17,4 +17,4 @@ def test_docs_are_served_without_the_internet(client):
     assert "/static/swagger/swagger-ui-bundle.js" in page.text
     js = client.get("/static/swagger/swagger-ui-bundle.js")
     assert js.status_code == 200 and len(js.content) > 100_000
-    assert client.get("/", follow_redirects=False).headers["location"] == "/docs"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/signin"

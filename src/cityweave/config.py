@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     # Authentication.
     access_token_minutes: int = 15
     refresh_token_days: int = 14
+    session_hours: int = 12  # web page sign-ins (cookie sessions): a working day
     lockout_threshold: int = 5
     lockout_window_minutes: int = 15
     lockout_minutes: int = 15

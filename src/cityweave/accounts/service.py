@@ -135,6 +135,18 @@ def issue_tokens(
     return TokenPair(access_token=access, refresh_token=refresh, expires_in=int(access_ttl.total_seconds()))
 
 
+def issue_session(ctx: AppContext, session: Session, user: User, *, source_ip: str | None) -> str:
+    """A browser sign-in: one opaque token of kind ``session`` (the web pages keep it in an
+    HttpOnly cookie). Same table as API tokens, so sign-out everywhere ends it too."""
+    now = ctx.clock.now()
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    session.add(AuthToken(token_hash=digest(token), kind=TokenKind.SESSION, user_id=user.id,
+                          family=secrets.token_hex(16), issued_at=now,
+                          expires_at=now + timedelta(hours=ctx.settings.session_hours), client_ip=source_ip))
+    session.flush()
+    return token
+
+
 def refresh_tokens(ctx: AppContext, session: Session, refresh_token: str, *, source_ip: str | None) -> TokenPair:
     now = ctx.clock.now()
     row = session.execute(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cityweave import __version__
@@ -31,6 +31,7 @@ from cityweave.api.routers import (
 )
 from cityweave.context import AppContext
 from cityweave.notifications.service import Notifications
+from cityweave.web import app as web
 from cityweave.workorders.from_alarms import SiteVisitOpener
 
 UPLOAD_PREFIXES = ("/api/v1/import", "/api/v1/work-orders/")
@@ -77,6 +78,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     app.add_middleware(RejectNulInUrl)
     _install_docs(app)
+    web.install(app)  # the staff console and the resident home: "/" is their front door
     app.add_middleware(RequestId)
     app.add_middleware(
         BodyLimit,
@@ -109,7 +111,3 @@ def _install_docs(app: FastAPI) -> None:
     def oauth2_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        # The pages come with the web issue; until then the front door is the API's own docs.
-        return RedirectResponse("/docs")

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from cityweave.accounts.service import principal_for_token
 from cityweave.authz.policy import Principal
 from cityweave.context import AppContext, Call
-from cityweave.errors import AuthenticationFailed
+from cityweave.errors import AuthenticationFailed, Forbidden
 from cityweave.listing import MAX_LIMIT, PageRequest
+from cityweave.web.session import CSRF_HEADER, SESSION_COOKIE, UNSAFE_METHODS, csrf_ok
 
 T = TypeVar("T")
 
@@ -56,6 +57,15 @@ def get_principal(
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
     token = bearer or api_key
+    if not token and (cookie := request.cookies.get(SESSION_COOKIE)):
+        # A page's own calls (the live event stream, htmx) ride on the browser session; a
+        # cookie is sent by the browser on its own, so changes also need the CSRF token.
+        if len(cookie) > 200:
+            raise AuthenticationFailed("the session is not valid")
+        principal = principal_for_token(ctx, session, cookie, source_ip=client_ip(request))
+        if request.method in UNSAFE_METHODS and not csrf_ok(ctx, cookie, request.headers.get(CSRF_HEADER)):
+            raise Forbidden("a page's change needs its CSRF token (X-CSRF-Token)")
+        return principal
     if not token:
         raise AuthenticationFailed("sign in first: send a bearer token or an API key")
     if len(token) > 200:

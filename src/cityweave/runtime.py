@@ -137,11 +137,13 @@ class ThenRules:
 
 def build_rule_engine(ctx: AppContext, commands: CommandPort | None = None) -> RuleEngine:
     """The engine with the built-in rules, configured from the settings."""
+    from cityweave.workorders.from_alarms import SiteVisitOpener
+
     builtins = BuiltinRules()
     return RuleEngine(
         ctx.db, ctx.clock, rules=builtins.defaults(), bus=ctx.bus, commands=commands,
         grace_s=ctx.settings.rules_grace_minutes * 60, timezone=ctx.settings.rules_timezone,
-        builtin_settings=builtins,
+        builtin_settings=builtins, work_orders=SiteVisitOpener(ctx),
     )
 
 

@@ -345,3 +345,36 @@ def test_offline_safety_device_and_low_battery(ctx: AppContext, clock: ManualClo
 
 def _health(fired: list) -> list:
     return [f for f in fired if f.rule_key.startswith("builtin.device_health")]
+
+
+def test_work_order_action_asks_for_people_on_site_once(ctx: AppContext, clock: ManualClock) -> None:
+    from cityweave.workorders.from_alarms import SiteVisitOpener
+
+    leak = add_device(ctx, OTHER_HOME, [("water_leak", False)])
+    spec = _spec({"trigger": {"type": "threshold", "capability": "water_leak", "op": "eq", "value": True},
+                  "actions": [{"type": "raise_alarm", "kind": "water_leak", "severity": "major"},
+                              {"type": "work_order", "category": "alarm-site-visit"}]})
+    engine = RuleEngine(ctx.db, clock, bus=ctx.bus, work_orders=SiteVisitOpener(ctx))
+    engine.set_household_rules(OTHER_HOME, [EngineRule(spec, group="leak-site")])
+    observe(ctx, engine, reading(leak, "water_leak", True, clock.now()))
+    observe(ctx, engine, reading(leak, "water_leak", False, clock.advance(seconds=1)))
+    observe(ctx, engine, reading(leak, "water_leak", True, clock.advance(seconds=1)))
+    [alarm] = alarms(ctx)
+    assert alarm.count == 2 and alarm.work_order_requested and alarm.work_order_ref
+
+
+def test_the_timer_walks_the_escalation_chain(ctx: AppContext, clock: ManualClock) -> None:
+    from cityweave.alarms import AlarmChange
+
+    button = add_device(ctx, ELDERLY_HOME, [("emergency_call", False)])
+    engine, _ = engine_for(ctx)
+    changes: list = []
+    ctx.bus.subscribe(AlarmChange, changes.append)
+    observe(ctx, engine, reading(button, "emergency_call", True, clock.now()))
+    assert [(c.change, c.audience) for c in changes] == [("raised", "family")]
+    engine.tick(clock.advance(seconds=119))
+    assert len(changes) == 1
+    engine.tick(clock.advance(seconds=2))
+    engine.tick(clock.advance(seconds=301))
+    assert [(c.change, c.audience) for c in changes if c.kind == "emergency_call"] == [
+        ("raised", "family"), ("escalated", "grid_worker"), ("escalated", "community_staff")]

@@ -345,11 +345,13 @@ class RuleEngine:
         timezone: str = "Asia/Shanghai",
         household_ttl_s: float = HOUSEHOLD_TTL_S,
         builtin_settings: Any = None,
+        work_orders: Any = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.bus = bus
         self.commands = commands or CommandPort()
+        self.work_orders = work_orders  # alarms.workorders.WorkOrderOpener; None: the alarms default
         self._alarms = alarms
         self.grace_s = grace_s
         self.flush_interval_s = flush_interval_s
@@ -1042,9 +1044,7 @@ class RuleEngine:
         elif isinstance(action, m.SceneAction):
             self._scene(session, rule, home, action.scene_id, now)
         elif isinstance(action, m.WorkOrderAction):
-            self._notice(session, RuleNotice(rule.key, home.id, home.path, None, "rules.work_order",
-                                             {"category": action.category, **_flat(context)}, now,
-                                             device.id if device else None))
+            self._work_order(session, rule, action, home, device, now, context)
 
     def _raise(self, session: Session, rule: EngineRule, action: m.RaiseAlarmAction, home: HouseholdInfo,
                device: DeviceInfo | None, now: datetime, context: dict[str, Any]) -> None:
@@ -1064,6 +1064,31 @@ class RuleEngine:
         )
         change = alarms.raise_alarm(session, request, now)
         self._publish_after_commit(session, [change])
+
+    def _work_order(self, session: Session, rule: EngineRule, action: m.WorkOrderAction, home: HouseholdInfo,
+                    device: DeviceInfo | None, now: datetime, context: dict[str, Any]) -> None:
+        """Ask for people on site for the rule's open alarm (alarms' ``WorkOrderOpener`` hook, once
+        per alarm); without an open alarm of this cause, a ``rules.work_order`` notice instead."""
+        from cityweave.alarms.models import Alarm
+        from cityweave.alarms.workorders import request_work_order
+
+        cause = f"{rule.group}:{self._source(rule, device, home.id)}"
+        alarm = session.execute(select(Alarm).where(Alarm.open_key == cause)).scalar_one_or_none()
+        if alarm is not None:
+            base = self.work_orders
+
+            class InCategory:  # the rule names the work-order category; the opener may take it
+                def open(self, session: Session, alarm: Any) -> str | None:
+                    try:
+                        return base.open(session, alarm, category_id=action.category)
+                    except TypeError:
+                        return base.open(session, alarm)
+
+            request_work_order(session, alarm, now, opener=InCategory() if base is not None else None)
+            return
+        self._notice(session, RuleNotice(rule.key, home.id, home.path, None, "rules.work_order",
+                                         {"category": action.category, **_flat(context)}, now,
+                                         device.id if device else None))
 
     def _command(self, session: Session, rule: EngineRule, action: m.CommandAction, home: HouseholdInfo,
                  device: DeviceInfo | None, now: datetime) -> None:

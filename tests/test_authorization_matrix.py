@@ -40,6 +40,7 @@ OPERATIONS = [
     "care_tag.create", "user.update", "membership.delete",
     "alarm.read", "alarm.acknowledge", "alarm.dispatch", "alarm.resolve", "alarm.emergency",
     "automation.read", "automation.mode", "automation.create", "scene.run",
+    "work_order.read", "work_order.handle", "work_order.report",
 ]
 EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
     Role.RESIDENT: {
@@ -50,6 +51,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (N, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (Y, N),
         "automation.read": (Y, N), "automation.mode": (Y, N), "automation.create": (Y, N), "scene.run": (Y, N),
+        "work_order.read": (Y, N), "work_order.handle": (N, N), "work_order.report": (Y, Y),
     },
     Role.GRID_WORKER: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
@@ -59,6 +61,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
         "automation.read": (Y, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
+        "work_order.read": (Y, N), "work_order.handle": (Y, N), "work_order.report": (Y, N),
     },
     Role.PROPERTY_STAFF: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
@@ -68,6 +71,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
         "automation.read": (Y, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
+        "work_order.read": (Y, N), "work_order.handle": (Y, N), "work_order.report": (Y, N),
     },
     Role.COMMUNITY_ADMIN: {
         "place.read": (Y, N), "place.update": (Y, N), "person.read": (Y, N), "person.reveal": (Y, N),
@@ -77,6 +81,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "alarm.read": (Y, N), "alarm.acknowledge": (Y, N), "alarm.dispatch": (Y, N), "alarm.resolve": (Y, N),
         "alarm.emergency": (N, N),
         "automation.read": (Y, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
+        "work_order.read": (Y, N), "work_order.handle": (Y, N), "work_order.report": (Y, N),
     },
     Role.DEPARTMENT_OFFICER: {
         "place.read": (Y, N), "place.update": (N, N), "person.read": (N, N), "person.reveal": (N, N),
@@ -86,6 +91,7 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "alarm.read": (N, N), "alarm.acknowledge": (N, N), "alarm.dispatch": (N, N), "alarm.resolve": (N, N),
         "alarm.emergency": (N, N),
         "automation.read": (N, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
+        "work_order.read": (N, N), "work_order.handle": (N, N), "work_order.report": (N, N),
     },
     Role.SERVICE_PROVIDER: {op: (N, N) for op in OPERATIONS},
     Role.CITY_OPERATOR: {
@@ -96,11 +102,28 @@ EXPECTED: dict[Role, dict[str, tuple[bool, bool]]] = {
         "alarm.read": (Y, N), "alarm.acknowledge": (N, N), "alarm.dispatch": (N, N), "alarm.resolve": (N, N),
         "alarm.emergency": (N, N),
         "automation.read": (N, N), "automation.mode": (N, N), "automation.create": (N, N), "scene.run": (N, N),
+        "work_order.read": (Y, N), "work_order.handle": (N, N), "work_order.report": (N, N),
     },
     Role.PLATFORM_ADMIN: {op: (Y, Y) for op in OPERATIONS},
 }
 
 DENIED = {403, 404}
+
+
+def _private_work_orders(ctx: AppContext) -> dict[str, str]:
+    """One non-public work order per household (a neighbour dispute, filed on the hotline)."""
+    from cityweave.authz.policy import Principal
+    from cityweave.context import Call
+    from cityweave.workorders import service as workorders
+    from cityweave.workorders.schemas import WorkOrderSubmit
+
+    orders = {}
+    with ctx.db.session() as session:
+        call = Call(ctx, session, Principal.system("matrix"))
+        for hh in RESIDENTS:
+            orders[hh] = workorders.submit(call, WorkOrderSubmit(
+                category_id="neighbour-dispute", description="邻居装修噪音纠纷", place_id=hh)).id
+    return orders
 
 
 def _smoke_alarms(ctx: AppContext) -> dict[str, str]:
@@ -123,7 +146,7 @@ def _status_allows(status: int, op: str) -> bool:
 
 
 def _operations(client: TestClient, world: World, headers: dict[str, str],
-                alarms: dict[str, str]) -> dict[str, Callable[[str], bool]]:
+                alarms: dict[str, str], orders: dict[str, str]) -> dict[str, Callable[[str], bool]]:
     def person(hh: str) -> str:
         # In the caller's own household, target the *other* member: a person's rights over
         # their own record ("my profile") are a separate rule, tested in test_people.py.
@@ -231,7 +254,25 @@ def _operations(client: TestClient, world: World, headers: dict[str, str],
         r = client.post(f"/api/v1/households/{hh}/scenes/sleep/run", headers=headers)
         return _status_allows(r.status_code, "scene.run")
 
+    def work_order_read(hh: str) -> bool:
+        r = client.get(f"/api/v1/work-orders/{orders[hh]}", headers=headers)
+        return _status_allows(r.status_code, "work_order.read")
+
+    def work_order_handle(hh: str) -> bool:
+        r = client.post(f"/api/v1/work-orders/{orders[hh]}/replies", json={"note": "已联系双方", "public": False},
+                        headers=headers)
+        return _status_allows(r.status_code, "work_order.handle")
+
+    def work_order_report(hh: str) -> bool:
+        r = client.post("/api/v1/work-orders", headers=headers, json={
+            "category_id": "repair-water", "description": "楼道水管漏水", "place_id": hh})
+        if r.status_code == 422 and r.json()["errors"][0]["pointer"] == "/place_id":
+            return False  # "no place … in the area you may report on": refused without a hint
+        return _status_allows(r.status_code, "work_order.report")
+
     return {
+        "work_order.read": work_order_read, "work_order.handle": work_order_handle,
+        "work_order.report": work_order_report,
         "automation.read": automation_read, "automation.mode": automation_mode,
         "automation.create": automation_create, "scene.run": scene_run,
         "alarm.read": alarm_read, "alarm.acknowledge": alarm_step("acknowledge", {"note": "matrix"}),
@@ -250,8 +291,9 @@ def _operations(client: TestClient, world: World, headers: dict[str, str],
 def test_authorization_matrix(role: Role, client: TestClient, world: World, ctx: AppContext) -> None:
     headers = auth(world.token(role))
     alarms = _smoke_alarms(ctx)
+    orders = _private_work_orders(ctx)
     client.app.state.device_publisher = RecordingPublisher()  # a stand-in for the MQTT transport
-    operations = _operations(client, world, headers, alarms)
+    operations = _operations(client, world, headers, alarms, orders)
     assert set(operations) == set(OPERATIONS) == set(EXPECTED[role])
     mismatches = []
     for op in OPERATIONS:

@@ -410,7 +410,8 @@ def can_grant(principal: Principal, role: Role, place_path: str | None) -> bool:
 
 # -- work orders -----------------------------------------------------------------------------------
 # A work order is seen by more than the place tree says: its reporter sees it wherever it is,
-# residents see the public ones of their community, department officers only their categories,
+# residents see those at their home (a hotline call or an alarm's site visit) and the public
+# ones of their community, department officers only their categories,
 # service providers only what is assigned to them.
 _COMMUNITY_DEPTH = 4  # city › district › street › community: the fixed top of the place tree
 
@@ -426,9 +427,10 @@ def _work_order_grant_clause(principal: Principal, grant: Grant, action: Action)
         return true()
     if grant.role is Role.SERVICE_PROVIDER:
         return WorkOrder.assignee_user_id == principal.user_id
-    if grant.role is Role.RESIDENT:  # READ only: the public reports around them
-        return and_(WorkOrder.place_path.startswith(community_path(grant.place_path or "/")),
-                    WorkOrder.public.is_(True))
+    if grant.role is Role.RESIDENT:  # READ only: what concerns their home, and the public reports around them
+        return or_(WorkOrder.place_path.startswith(grant.place_path or "/"),
+                   and_(WorkOrder.place_path.startswith(community_path(grant.place_path or "/")),
+                        WorkOrder.public.is_(True)))
     clause = WorkOrder.place_path.startswith(grant.place_path or "/")
     if grant.role is Role.DEPARTMENT_OFFICER:
         clause = and_(clause, WorkOrder.category_id.in_(list(grant.categories)))
@@ -460,7 +462,9 @@ def allows_work_order(principal: Principal, action: Action, order: WorkOrder) ->
         elif grant.place_path is None:
             return True
         elif grant.role is Role.RESIDENT:
-            if order.public and order.place_path.startswith(community_path(grant.place_path)):
+            if order.place_path.startswith(grant.place_path) or (
+                order.public and order.place_path.startswith(community_path(grant.place_path))
+            ):
                 return True
         elif order.place_path.startswith(grant.place_path) and (
             grant.role is not Role.DEPARTMENT_OFFICER or order.category_id in grant.categories

@@ -49,3 +49,30 @@ def test_a_saved_automation_runs_and_a_disabled_one_stops(client: TestClient, wo
         assert len(publisher.messages) == before
     finally:
         unsubscribe()
+
+
+def test_an_automation_runs_a_scene_inside_the_engine(client: TestClient, world: World, ctx: AppContext,
+                                                      clock: ManualClock) -> None:
+    from cityweave.rules import modes
+
+    devices = furnish(client, world)
+    engine, publisher = engine_for(ctx)
+    unsubscribe = automations.attach(engine, ctx)
+    try:
+        rule = {"key": "motion-sleep", "name": {"zh-CN": "夜里有人就睡眠", "en": "Sleep scene on motion"},
+                "trigger": {"type": "state", "capability": "motion", "to": True},
+                "actions": [{"type": "scene", "scene_id": "sleep"}]}
+        r = client.post(BASE, json=rule, headers=auth(world.token(Role.RESIDENT)))
+        assert r.status_code == 201, r.text
+        motion = devices["motion"]["id"]
+        observe(ctx, engine, reading(motion, "motion", False, clock.now()))
+        clock.advance(seconds=5)
+        observe(ctx, engine, reading(motion, "motion", True, clock.now()))
+        lights = {devices["hall"]["aliases"][0], devices["bedroom"]["aliases"][0]}
+        switched = {topic.split("/")[1] for topic, payload in publisher.messages
+                    if json.loads(payload) == {"state": "OFF"}}
+        assert switched == lights
+        with ctx.db.session() as session:
+            assert modes.current(session, HOME) is modes.Mode.SLEEP
+    finally:
+        unsubscribe()

@@ -21,3 +21,5 @@ class WorkOrderChange:
     note: str | None = None
     public: bool = False  # the note is for the reporter too
     escalation: int = 0
+    priority: str = "normal"
+    order_public: bool = False  # the work order shows in public listings (not the same as the note)

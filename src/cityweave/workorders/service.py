@@ -460,6 +460,7 @@ def announce(session: Session, bus: Any, order: WorkOrder, action: str, actor: s
         category_id=order.category_id, place_path=order.place_path, at=now, actor=actor,
         reporter_user_id=None if order.anonymous else order.reporter_user_id,
         assignee_user_id=order.assignee_user_id, note=note, public=public, escalation=order.escalation,
+        priority=order.priority.value, order_public=order.public,
     )
     on_commit(session, lambda: bus.publish(change))
 

@@ -76,3 +76,32 @@ def test_an_automation_runs_a_scene_inside_the_engine(client: TestClient, world:
             assert modes.current(session, HOME) is modes.Mode.SLEEP
     finally:
         unsubscribe()
+
+
+def test_arming_through_the_api_reaches_the_engine_at_once(client: TestClient, world: World, ctx: AppContext,
+                                                           clock: ManualClock) -> None:
+    devices = furnish(client, world)
+    resident = auth(world.token(Role.RESIDENT))
+    engine, publisher = engine_for(ctx)
+    unsubscribe = automations.attach(engine, ctx)
+    try:
+        rule = {"key": "armed-motion-light", "name": {"zh-CN": "布防时有人开灯", "en": "Light on motion when armed"},
+                "trigger": {"type": "state", "capability": "motion", "to": True},
+                "conditions": [{"type": "mode", "in": ["armed"]}],
+                "actions": [{"type": "command", "target": devices["hall"]["id"], "capability": "on_off",
+                             "value": True}]}
+        assert client.post(BASE, json=rule, headers=resident).status_code == 201
+        motion = devices["motion"]["id"]
+
+        def wave() -> None:
+            for value in (False, True):
+                clock.advance(seconds=2)
+                observe(ctx, engine, reading(motion, "motion", value, clock.now()))
+
+        wave()
+        assert publisher.messages == []  # at home: the condition is false
+        assert client.put(f"/api/v1/households/{HOME}/mode", json={"mode": "armed"}, headers=resident).status_code == 200
+        wave()
+        assert [json.loads(p) for _, p in publisher.messages] == [{"state": "ON"}]
+    finally:
+        unsubscribe()

@@ -386,8 +386,9 @@ def engine_rule(stored: StoredRule) -> Any:
 
 def attach(engine: Any, ctx: Any) -> Any:
     """Load every household's enabled automations into ``engine`` (``set_household_rules``) and
-    reload a household's whenever :class:`AutomationsChanged` arrives on ``ctx.bus``. Returns the
-    unsubscribe function. The runtime calls this once at start."""
+    reload a household's whenever :class:`AutomationsChanged` arrives on ``ctx.bus``; a mode
+    changed by a person (``modes.ModeChanged``) makes the engine forget its cached household facts.
+    Returns the unsubscribe function. The runtime calls this once at start."""
 
     def reload(household_id: str | None = None) -> int:
         with ctx.db.session() as session:
@@ -402,5 +403,19 @@ def attach(engine: Any, ctx: Any) -> Any:
                 engine.set_household_rules(household, rules)
         return len(stored)
 
+    def mode_changed(event: Any) -> None:
+        invalidate = getattr(engine, "invalidate", None)
+        if invalidate is not None:
+            invalidate(event.household_id)  # the engine caches each household's mode briefly
+
+    from cityweave.rules.modes import ModeChanged
+
     reload()
-    return ctx.bus.subscribe(AutomationsChanged, lambda event: reload(event.household_id))
+    offs = [ctx.bus.subscribe(AutomationsChanged, lambda event: reload(event.household_id)),
+            ctx.bus.subscribe(ModeChanged, mode_changed)]
+
+    def unsubscribe() -> None:
+        for off in offs:
+            off()
+
+    return unsubscribe

@@ -155,3 +155,12 @@ def test_scenes_hold_only_commands_and_mode_changes() -> None:
     with pytest.raises(Invalid) as caught:
         parse_actions([LIGHTS_OFF, {"type": "set_mode", "mode": "x"}])
     assert [e.pointer for e in caught.value.errors] == ["/actions/1/mode"]
+
+
+def test_one_language_is_enough_for_a_name() -> None:
+    scene = parse(SceneSpec, {"name": {"zh-CN": "观影"}, "actions": [LIGHTS_OFF]})
+    assert scene.model_dump(mode="json")["name"] == {"zh-CN": "观影", "en": "观影"}
+    assert parse(SceneSpec, {"name": {"en": "Movie"}, "actions": [LIGHTS_OFF]}).name.get("zh-CN") == "Movie"
+    with pytest.raises(Invalid) as caught:
+        parse(SceneSpec, {"name": {}, "actions": [LIGHTS_OFF]})
+    assert [e.pointer for e in caught.value.errors] == ["/name/zh-CN"]

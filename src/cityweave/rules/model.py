@@ -211,24 +211,37 @@ def compare(op: Op | str, actual: Any, expected: Any) -> bool:
 
 
 class Names(InputModel):
-    """A bilingual display name."""
+    """A bilingual display name: ``{"zh-CN": ..., "en": ...}``. One of the two is enough (a family
+    naming its own scene writes one language); the other is then the same text."""
 
     model_config = ConfigDict(extra="forbid", serialize_by_alias=True, validate_by_name=True,
                               validate_by_alias=True)
 
-    zh_cn: str = Field(alias="zh-CN", min_length=1, max_length=100)
-    en: str = Field(min_length=1, max_length=100)
+    zh_cn: str | None = Field(default=None, alias="zh-CN", min_length=1, max_length=100)
+    en: str | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("zh_cn", "en")
     @classmethod
-    def _not_blank(cls, text: str) -> str:
+    def _not_blank(cls, text: str | None) -> str | None:
+        if text is None:
+            return None
         text = text.strip()
         if not text:
             raise ValueError("may not be blank")
         return text
 
+    @model_validator(mode="after")
+    def _one_at_least(self) -> Any:
+        if self.zh_cn is None and self.en is None:
+            raise _at("zh-CN", "give a name in zh-CN, en or both")
+        if self.zh_cn is None:
+            self.zh_cn = self.en
+        if self.en is None:
+            self.en = self.zh_cn
+        return self
+
     def get(self, locale: str) -> str:
-        return self.zh_cn if locale.lower().startswith("zh") else self.en
+        return str(self.zh_cn if locale.lower().startswith("zh") else self.en)
 
 
 class _Compared(InputModel):

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=5, ge=1)
     notify_retry_base_seconds: float = Field(default=5.0, gt=0)  # doubles per attempt
     notify_webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    notify_retention_days: int = Field(default=90, ge=1)  # finished outbox rows are deleted after
     notify_webhook_secret: str | None = Field(
         default=None, description="HMAC-SHA256 key of webhook signatures; default: derived from the master key"
     )

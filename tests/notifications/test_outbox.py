@@ -414,3 +414,22 @@ def test_a_slow_webhook_does_not_hold_up_other_deliveries(ctx: AppContext, world
     counts = dispatcher(ctx, Timed()).dispatch_due(clock.now())
     assert counts["sent"] == 2 and len(slow.requests) == 1
     assert sent_at and sent_at[0] - started < 1.0 < time.monotonic() - started
+
+
+def test_prune_deletes_finished_rows_after_the_retention_period(ctx: AppContext, world: World,
+                                                                clock: ManualClock) -> None:
+    user = world.user_ids[Role.RESIDENT]
+    for n in range(5):
+        message(ctx, user, n)  # 3 sent, 2 folded into a digest (rate limit 3)
+    d = dispatcher(ctx, retention=timedelta(days=90))
+    d.dispatch_due(clock.now())
+    clock.advance(days=30)
+    message(ctx, user, 99)  # recent: kept
+    assert d.prune(clock.now()) == 0
+    clock.advance(days=61)
+    with ctx.db.session() as session:  # a row still pending after all that time stays too
+        session.execute(update(Notification).where(Notification.dedupe_key.like("test:m:99:%"))
+                        .values(next_attempt_at=clock.now() + timedelta(days=1)))
+    # The old digest (still pending: due at its window's end) is kept; what it folded goes.
+    assert d.prune(clock.now(), chunk=2) == 5
+    assert sorted((r.kind, r.status) for r in rows(ctx)) == [("alarm", S.PENDING), ("digest", S.PENDING)]

@@ -13,7 +13,8 @@ provider answers (on SQLite a held write lock would stall the ingest):
 3. *record* (one short transaction): sent; or retry later with exponential backoff; or failed
    after ``notify_max_attempts`` or a permanent refusal; or suppressed (nowhere to send).
 
-``fold_stale`` runs when the dispatcher starts: pending rows older than ``notify_freshness_seconds``
+``prune`` (hourly in the dispatcher's thread) deletes finished rows older than
+``notify_retention_days``. ``fold_stale`` runs when the dispatcher starts: pending rows older than ``notify_freshness_seconds``
 (written before a restart or an outage) become one digest per recipient instead of a storm.
 
 One dispatcher per database is assumed (PostgreSQL claims with ``SKIP LOCKED`` all the same).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from cityweave.accounts.models import User
@@ -57,6 +59,7 @@ MAX_BACKOFF_S = 3600.0
 DIGEST_CHANNEL_ORDER = ("sms", "webhook", "voice")
 DIGEST_ITEMS = 5
 SEND_WORKERS = 8  # deliveries of one batch run side by side
+PRUNE_EVERY_S = 3600.0
 S = NotificationStatus
 
 
@@ -132,6 +135,7 @@ class Settings:
     freshness: timedelta = timedelta(minutes=10)
     max_attempts: int = 5
     retry_base_s: float = 5.0
+    retention: timedelta = timedelta(days=90)
     batch: int = 200
 
     @classmethod
@@ -140,7 +144,8 @@ class Settings:
                    rate_window=timedelta(seconds=settings.notify_rate_window_seconds),
                    freshness=timedelta(seconds=settings.notify_freshness_seconds),
                    max_attempts=settings.notify_max_attempts,
-                   retry_base_s=settings.notify_retry_base_seconds)
+                   retry_base_s=settings.notify_retry_base_seconds,
+                   retention=timedelta(days=settings.notify_retention_days))
 
 
 @dataclass
@@ -191,6 +196,7 @@ class Dispatcher:
         self._wake.set()
 
     def _loop(self) -> None:
+        next_prune = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
@@ -198,8 +204,31 @@ class Dispatcher:
                 break
             try:
                 self.dispatch_due(self.ctx.clock.now())
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
+                    self.prune(self.ctx.clock.now())
             except Exception:
                 log.exception("notification dispatch failed")
+
+    def prune(self, now: datetime, *, chunk: int = 5_000) -> int:
+        """Delete finished rows (sent, failed, suppressed, digested) created before the retention
+        period, in chunks (short transactions); pending rows are never deleted. Rows deleted."""
+        cutoff = now - self.settings.retention
+        finished = (S.SENT, S.FAILED, S.SUPPRESSED, S.DIGESTED)
+        total = 0
+        while True:
+            with self.ctx.db.session() as session:
+                self.ctx.db.write_first(session)
+                ids = session.execute(
+                    select(Notification.id)
+                    .where(Notification.status.in_(finished), Notification.created_at < cutoff)
+                    .limit(chunk)
+                ).scalars().all()
+                if ids:
+                    session.execute(delete(Notification).where(Notification.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < chunk:
+                return total
 
     # -- restart --------------------------------------------------------------------------------
     def fold_stale(self, now: datetime) -> int:

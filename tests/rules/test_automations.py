@@ -76,6 +76,9 @@ def test_crud_audited_and_announced(client: TestClient, world: World, ctx: AppCo
     listed = client.get(BASE, headers=resident).json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == created["id"]
 
+    dry = client.post(f"{BASE}/{created['id']}/dry-run", headers=resident)
+    assert dry.status_code == 200 and dry.json()["watches"]["devices"][0]["id"] == devices["motion"]["id"]
+    assert dry.json()["problems"] == []
     changed = night_light()
     changed["enabled"] = False
     r = client.put(f"{BASE}/{created['id']}", json=changed, headers=resident)

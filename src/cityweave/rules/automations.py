@@ -349,6 +349,17 @@ def dry_run(call: Call, household_id: str, data: Mapping[str, Any], *, exclude_i
                   problems=checked.problems, warnings=checked.warnings)
 
 
+def dry_run_saved(call: Call, household_id: str, automation_id: str, *,
+                  adapters_by_name: Mapping[str, VendorAdapter] | None = None,
+                  directory: DeviceDirectory | None = None) -> DryRun:
+    """A dry run of a saved automation against the household as it is now (devices may have come
+    and gone since it was saved)."""
+    place = access.household(call, household_id)
+    row = _own(call, place, automation_id)
+    return dry_run(call, household_id, row.spec, exclude_id=row.id, adapters_by_name=adapters_by_name,
+                   directory=directory)
+
+
 def using_scene(session: Session, household_id: str, scene_id: str) -> set[str]:
     """Keys of the household's automations that run ``scene_id``."""
     found: set[str] = set()

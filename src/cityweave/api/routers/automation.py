@@ -199,6 +199,13 @@ def update_automation(call: CallDep, household_id: HouseholdPath, automation_id:
     return _automation(automations.update_automation(call, household_id, automation_id, body))
 
 
+@router.post("/automations/{automation_id}/dry-run", response_model=DryRun)
+def dry_run_saved_automation(call: CallDep, request: Request, household_id: HouseholdPath,
+                             automation_id: ItemPath) -> DryRun:
+    """What a saved automation watches and would command in the household as it is now."""
+    return automations.dry_run_saved(call, household_id, automation_id, **_transport(request))
+
+
 @router.delete("/automations/{automation_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_automation(call: CallDep, household_id: HouseholdPath, automation_id: ItemPath) -> Response:
     automations.delete_automation(call, household_id, automation_id)

@@ -378,3 +378,31 @@ def test_the_timer_walks_the_escalation_chain(ctx: AppContext, clock: ManualCloc
     engine.tick(clock.advance(seconds=301))
     assert [(c.change, c.audience) for c in changes if c.kind == "emergency_call"] == [
         ("raised", "family"), ("escalated", "grid_worker"), ("escalated", "community_staff")]
+
+
+def test_conditions_that_stop_a_rule_neither_count_nor_write_state(ctx: AppContext, clock: ManualClock) -> None:
+    motion = add_device(ctx, OTHER_HOME, [("motion", False)])
+    engine, _ = engine_for(ctx)
+    for _ in range(3):
+        observe(ctx, engine, reading(motion, "motion", True, clock.advance(seconds=1)))
+    assert alarms(ctx) == [] and _states(ctx) == [], "motion at home is nobody's business"
+    with ctx.db.session() as session:
+        modes.store(session, OTHER_HOME, m.Mode.ARMED, clock.now(), actor_id=None, actor_name="t")
+    engine.invalidate(OTHER_HOME)
+    observe(ctx, engine, reading(motion, "motion", True, clock.advance(seconds=1)))  # still moving, now armed
+    observe(ctx, engine, reading(motion, "motion", True, clock.advance(seconds=1)))
+    [alarm] = alarms(ctx)
+    assert alarm.kind == "intrusion" and alarm.count == 2
+
+
+def test_a_night_duration_waits_for_the_window(ctx: AppContext, clock: ManualClock) -> None:
+    from datetime import UTC, datetime
+
+    plug = add_device(ctx, OTHER_HOME, [("power_w", False)])
+    clock.set(datetime(2026, 1, 1, 15, 30, tzinfo=UTC))  # 23:30 in Shanghai
+    engine, _ = engine_for(ctx)
+    observe(ctx, engine, reading(plug, "power_w", 1800.0, clock.now()))
+    assert [f.rule_key for f in engine.tick(clock.advance(minutes=20))] == [], "15 min over, but before midnight"
+    assert [f.rule_key for f in engine.tick(clock.advance(minutes=11))] == ["builtin.electricity.night"]
+    [alarm] = alarms(ctx)
+    assert alarm.kind == "electricity_night" and alarm.severity == "warning"

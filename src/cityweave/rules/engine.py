@@ -634,9 +634,13 @@ class RuleEngine:
                 if state.get("active"):
                     return self._repeat_alarm(session, rule, home, device, subject, now, reading)
                 due = _parse(state.get("due"))
-                if due is not None and max(at, now) >= due:
-                    self._put(session, stage, key, {**state, "active": True, "due": None}, now)
-                    return self._fire(session, stage, rule, home, device, subject, now, reading)
+                if due is not None and max(at, now) >= due and self._conditions(session, rule, home, now):
+                    # (conditions false: it stays pending and fires once they hold, e.g. at night)
+                    fired = self._fire(session, stage, rule, home, device, subject, now, reading,
+                                       check_conditions=False)
+                    if fired:
+                        self._put(session, stage, key, {**state, "active": True, "due": None}, now)
+                    return fired
                 return []
             if state is not None:
                 self._put(session, stage, key, None, now)
@@ -652,13 +656,25 @@ class RuleEngine:
                     previous = self._last_value.get((reading.device_key, reading.capability, reading.endpoint))
                     if previous != trigger.from_:
                         return []
-                self._put(session, stage, key, {"kind": "edge", "active": True, "since": _iso(at),
-                                                "device": device.id, "household": home.id}, now)
-                return self._fire(session, stage, rule, home, device, subject, now, reading)
+                fired: list[Firing] = []
+                if self._conditions(session, rule, home, now):
+                    fired = self._fire(session, stage, rule, home, device, subject, now, reading,
+                                       check_conditions=False)
+                if fired or isinstance(trigger, m.StateTrigger):
+                    # A state change happened even if the conditions stopped it from firing: the door
+                    # opened at home must not count as opening once the home is armed. A threshold
+                    # that did not fire is not recorded: it fires when the conditions come true.
+                    self._put(session, stage, key, {"kind": "edge", "active": True, "fired": bool(fired),
+                                                    "since": _iso(at), "device": device.id,
+                                                    "household": home.id}, now)
+                return fired
+            if not state.get("fired", True):
+                return []
             return self._repeat_alarm(session, rule, home, device, subject, now, reading)
         if state is not None:
             self._put(session, stage, key, None, now)
-            return self._leave(session, stage, rule, home, device, subject, now)
+            if state.get("fired", True):
+                return self._leave(session, stage, rule, home, device, subject, now)
         return []
 
     def _holds(self, rule: EngineRule, trigger: Any, device: DeviceInfo, reading: Reading) -> bool | None:
@@ -854,8 +870,12 @@ class RuleEngine:
                     (home.id in self._household_rules):
                 continue
             rule = self._with_params(rule, home) if rule.builtin else rule
-            self._put(session, stage, key, {**state, "active": True, "due": None}, now)
-            fired.extend(self._fire(session, stage, rule, home, device, key[1], now, None))
+            if not self._conditions(session, rule, home, now):
+                continue  # pending until the conditions hold (the night window opens)
+            done = self._fire(session, stage, rule, home, device, key[1], now, None, check_conditions=False)
+            if done:
+                self._put(session, stage, key, {**state, "active": True, "due": None}, now)
+            fired.extend(done)
         # absences
         grace_until = (self.started_at or now) + timedelta(seconds=self.grace_s)
         subjects = self._absence_subjects(session, now)
@@ -1008,7 +1028,8 @@ class RuleEngine:
         if not rule.clears:
             return []
         siblings = [r for r in self._rules.values() if r.group == rule.group and r.key != rule.key]
-        if any((self._get(stage, (r.key, subject)) or {}).get("active") for r in siblings):
+        if any((st := self._get(stage, (r.key, subject)) or {}).get("active") and st.get("fired", True)
+               for r in siblings):
             return []  # another of the group's conditions still holds for this device
         alarms = self._alarm_service()
         if alarms is None:

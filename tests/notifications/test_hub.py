@@ -59,9 +59,31 @@ def test_visible_matches_the_policy() -> None:
     assert visible(RESIDENT, alarm(HOME)) and not visible(RESIDENT, alarm(NEIGHBOUR))
     assert visible(GRID_WORKER, alarm(NEIGHBOUR)) and not visible(GRID_WORKER, alarm(OTHER_GRID_HOME))
     # Enclosing places do not make an event visible: a resident does not see the community's.
-    assert not visible(RESIDENT, LiveEvent(type="work_order", place_path=COMMUNITY, data={}))
+    assert not visible(RESIDENT, LiveEvent(type="notice", place_path=COMMUNITY, data={}))
+    assert visible(GRID_WORKER, LiveEvent(type="notice", place_path=HOME, data={}))
+    # A type nobody registered reaches unrestricted callers only.
+    unknown = LiveEvent(type="work_order", place_path=HOME, data={})
+    assert visible(ADMIN, unknown) and not visible(RESIDENT, unknown) and not visible(GRID_WORKER, unknown)
     # A role without read access to alarms at all sees none.
     assert not visible(who(Role.SERVICE_PROVIDER, None), alarm(HOME))
+
+
+def test_unregistered_types_reach_admins_only_and_custom_filters_decide() -> None:
+    from cityweave.notifications import hub as hub_module
+
+    async def main() -> None:
+        hub = NotificationHub()
+        resident, admin = hub.subscribe(RESIDENT), hub.subscribe(ADMIN)
+        hub.publish(LiveEvent(type="mystery", place_path=HOME, data={}))
+        assert await drain(resident) == [] and len(await drain(admin)) == 1
+        hub_module.EVENT_FILTERS["mystery"] = lambda principal, event: principal is RESIDENT
+        try:
+            hub.publish(LiveEvent(type="mystery", place_path="/elsewhere/", data={}))
+            assert len(await drain(resident)) == 1 and await drain(admin) == []
+        finally:
+            del hub_module.EVENT_FILTERS["mystery"]
+
+    asyncio.run(main())
 
 
 def test_type_filter_and_increasing_ids() -> None:

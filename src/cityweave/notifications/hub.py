@@ -7,7 +7,8 @@
 * A subscriber whose buffer is full loses its *oldest* events and, before the next event it
   reads, gets one ``resync`` event (``{"lost": n}``): reload what is shown, then carry on.
 * Each subscriber sees only events whose ``place_path`` lies inside its principal's READ scope
-  for the event type's resource (:data:`EVENT_RESOURCES`, decided by ``cityweave.authz.policy``).
+  for the event type's resource (:data:`EVENT_RESOURCES`, decided by ``cityweave.authz.policy``);
+  unregistered types only reach unrestricted callers.
 * Ids are consecutive integers, starting from the process start time in microseconds, so ids of
   an earlier process are always older. The last ``ring_size`` events are kept: a reconnecting
   client sends ``Last-Event-ID`` and gets what it missed, or ``resync`` when the ring no longer
@@ -22,7 +23,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,18 +34,21 @@ from cityweave.authz.policy import Action, Principal, Resource
 RESYNC = "resync"
 
 
-# Event type → the resource whose READ scope decides who sees it. Types not listed here follow
-# the PLACE read scope (strictly inside: enclosing places do not count for events).
+# Event type → the resource whose READ scope decides who sees it (the event's place must lie
+# inside the scope; enclosing places do not count). A type not listed here is shown only to
+# callers whose scope is unrestricted (platform admins): register new types here, and put those
+# whose visibility is not a question of places alone (work orders: categories, reporters) in
+# EVENT_FILTERS with their own rule.
 EVENT_RESOURCES: dict[str, Resource] = {
     "alarm": Resource.ALARM,
     "device_state": Resource.DEVICE,
-    # Work orders arrive with their issue; until the policy has them, the place scope decides.
-    "work_order": getattr(Resource, "WORK_ORDER", Resource.PLACE),
+    "notice": Resource.PLACE,
 }
+EVENT_FILTERS: dict[str, Callable[[Principal, LiveEvent], bool]] = {}
 
 
-def resource_for(event_type: str) -> Resource:
-    return EVENT_RESOURCES.get(event_type, Resource.PLACE)
+def resource_for(event_type: str) -> Resource | None:
+    return EVENT_RESOURCES.get(event_type)
 
 
 @dataclass(frozen=True)
@@ -85,10 +89,15 @@ class Subscription:
     def wants(self, event: LiveEvent) -> bool:
         if self.types is not None and event.type not in self.types:
             return False
-        resource = resource_for(event.type)
-        if resource not in self._scopes:
-            self._scopes[resource] = self.principal.scope_paths(resource, Action.READ)
-        scope = self._scopes[resource]
+        custom = EVENT_FILTERS.get(event.type)
+        if custom is not None:
+            return custom(self.principal, event)
+        resource = resource_for(event.type) or Resource.PLACE
+        key = resource if event.type in EVENT_RESOURCES else None
+        if key not in self._scopes:
+            scope = self.principal.scope_paths(resource, Action.READ)
+            self._scopes[key] = scope if key is not None or scope is None else []
+        scope = self._scopes[key]
         if scope is None:
             return True
         return any(event.place_path.startswith(prefix) for prefix in scope)
@@ -260,4 +269,10 @@ class NotificationHub:
 
 def visible(principal: Principal, event: LiveEvent) -> bool:
     """Whether ``principal`` may see ``event`` (the rule the hub applies to subscribers)."""
-    return policy.allows(principal, resource_for(event.type), Action.READ, [event.place_path])
+    custom = EVENT_FILTERS.get(event.type)
+    if custom is not None:
+        return custom(principal, event)
+    resource = resource_for(event.type)
+    if resource is None:
+        return principal.scope_paths(Resource.PLACE, Action.READ) is None
+    return policy.allows(principal, resource, Action.READ, [event.place_path])

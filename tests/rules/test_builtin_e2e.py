@@ -217,3 +217,27 @@ def test_device_health_low_battery_and_offline(harness: Harness, ctx: AppContext
     clock.advance(hours=12, seconds=1)
     offline = until(lambda: _alarm(ctx, f"device_offline:{leak.id}"))
     assert offline is not None and offline.kind == "device_health"
+
+
+def test_environment_automation_switches_the_purifier_on(harness: Harness, ctx: AppContext,
+                                                         clock: ManualClock) -> None:
+    from cityweave.authz.policy import Principal
+    from cityweave.context import Call
+    from cityweave.rules import builtin
+
+    air = harness.bind(OTHER_HOME, AIR, TUYA)
+    purifier = harness.bind(OTHER_HOME, PLUG, ZIGBEE2MQTT, name="客厅空气净化器")
+    lamp = harness.bind(OTHER_HOME, PLUG, ZIGBEE2MQTT, name="台灯")
+    with ctx.db.session() as session:
+        builtin.update_settings(Call(ctx, session, Principal.system("t")), OTHER_HOME,
+                                {"environment": {"params": {"automate": True}}})
+    harness.start()
+    topic = f"zigbee2mqtt/{purifier.virtual.friendly_name}/set"
+    listener = harness.listen(topic, f"zigbee2mqtt/{lamp.virtual.friendly_name}/set")
+    harness.report(air, formaldehyde=0.12)
+    assert until(lambda: harness.rule_state("builtin.environment.formaldehyde"))
+    clock.advance(minutes=31)
+    alarm = until(lambda: _alarm(ctx, f"environment_formaldehyde:{air.id}"))
+    assert alarm is not None and alarm.severity == "info"
+    assert payload(listener.expect(topic)) == {"state": "ON"}
+    assert _commands(ctx, lamp.id) == [], "only the purifier"

@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from cityweave.clock import Clock
 from cityweave.config import Settings
-from cityweave.devices.reading import Reading
+from cityweave.devices.reading import Quality, Reading
 from cityweave.telemetry.models import (
     ENDPOINT_NONE,
     HOUR_MS,
@@ -61,13 +61,14 @@ from cityweave.telemetry.models import (
     readings_1m,
     telemetry_watermarks,
 )
-from cityweave.telemetry.values import NULL, UnstorableValue, encode, to_ms
+from cityweave.telemetry.values import NULL, NUMBER, UnstorableValue, encode, to_ms
 
 __all__ = ["PruneCounts", "TelemetryStore", "WriteCounts", "forget_device", "prune", "prune_expired", "relocate"]
 
 SeriesKey = tuple[str, str, str]
 # [count, min, max, sum, last_ts_ms, last_num, last_text]
 _Aggregate = list[Any]
+_QUALITY_TEXT = {id(q): q.value for q in Quality}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +102,34 @@ class _Batch:
 
     @classmethod
     def collect(cls, batch: Sequence[Reading]) -> _Batch:
+        """Per reading, the hot loop of the store: the readings of one message share one
+        timestamp object (converted once), most values are finite floats (encoded inline),
+        and the quality's text is looked up by identity (an Enum's ``.value`` and hash run in
+        Python)."""
         self = cls()
+        last_ts: datetime | None = None
+        last_ms = 0
+        quality_text = _QUALITY_TEXT
         for reading in batch:
+            value = reading.value
             try:
-                value_type, num, text = encode(reading.value)
-                ts_ms = to_ms(reading.timestamp)
+                if type(value) is float and value - value == 0.0:  # finite (NaN/inf give NaN)
+                    value_type, num, text = NUMBER, value, None
+                else:
+                    value_type, num, text = encode(value)
+                timestamp = reading.timestamp
+                if timestamp is not last_ts:
+                    last_ms, last_ts = to_ms(timestamp), timestamp
+                ts_ms = last_ms
             except UnstorableValue:
                 self.rejected += 1
                 continue
             endpoint = reading.endpoint or ENDPOINT_NONE
             series = (reading.device_key, reading.capability, endpoint)
-            self.raw_rows.append(
-                (reading.device_key, reading.capability, endpoint, ts_ms, num, text, reading.quality.value)
-            )
+            quality = quality_text.get(id(reading.quality))
+            if quality is None:
+                quality = reading.quality.value
+            self.raw_rows.append((*series, ts_ms, num, text, quality))
             seen = self.newest.get(series)
             if seen is None or ts_ms >= seen[0]:
                 self.newest[series] = (ts_ms, reading, value_type, num, text)

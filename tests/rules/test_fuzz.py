@@ -3,6 +3,8 @@ the fuzzer aims at (the whole-API fuzz runs as platform admin): no input may cau
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -31,3 +33,14 @@ def test_rules_routes_never_fail(case, world: World) -> None:
     if 400 <= response.status_code:
         content_type = (response.headers.get("content-type") or [""])[0]
         assert content_type.startswith("application/problem+json"), response.text[:300]
+
+
+def test_the_published_bodies_resolve(app) -> None:
+    """The rule and scene bodies refer to components published through RuleSpec: none dangles."""
+    document = app.openapi()
+    names = set(document["components"]["schemas"])
+    text = str({p: v for p, v in document["paths"].items() if p.startswith("/api/v1/households/")})
+    refs = set(re.findall(r"#/components/schemas/([A-Za-z0-9_.-]+)", text))
+    assert refs and refs <= names, refs - names
+    scene = document["paths"]["/api/v1/households/{household_id}/scenes"]["post"]["requestBody"]
+    assert scene["content"]["application/json"]["schema"]["properties"]["actions"]

@@ -18,7 +18,7 @@ from cityweave.api.problems import Problem
 from cityweave.rules import automations, modes, scenes
 from cityweave.rules.actions import ExecutedEffect, PlannedEffect
 from cityweave.rules.automations import AutomationView, DryRun
-from cityweave.rules.model import Mode, Names, RuleSpec
+from cityweave.rules.model import Mode, Names, RuleSpec, SceneSpec
 from cityweave.rules.scenes import SceneView
 from cityweave.schema import InputModel
 
@@ -29,11 +29,14 @@ router = APIRouter(
 )
 HouseholdPath = Annotated[str, Path(max_length=64)]
 ItemPath = Annotated[str, Path(max_length=64)]
-Document = Annotated[dict[str, Any], Body(description="JSON document, validated as documented.")]
 # The body is validated by the rules model (for pointers into the document as sent); the schema
 # is still published, so clients and the fuzzer see what a rule looks like.
-RuleDocument = Annotated[Any, Body()]
+Document = Annotated[Any, Body(description="JSON document, validated as documented.")]
 RULE_BODY = {"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/RuleSpec"}}}}}
+# A scene's parts are the rule's parts (components published through RuleSpec).
+_SCENE_SCHEMA = SceneSpec.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+_SCENE_SCHEMA.pop("$defs", None)
+SCENE_BODY = {"requestBody": {"content": {"application/json": {"schema": _SCENE_SCHEMA}}}}
 
 
 class ModeIn(InputModel):
@@ -121,7 +124,7 @@ def list_scenes(call: CallDep, household_id: HouseholdPath, page: PageDep) -> di
     return _page([_scene(v) for v in scenes.list_scenes(call, household_id)], page)
 
 
-@router.post("/scenes", response_model=SceneOut, status_code=status.HTTP_201_CREATED)
+@router.post("/scenes", response_model=SceneOut, status_code=status.HTTP_201_CREATED, openapi_extra=SCENE_BODY)
 def create_scene(call: CallDep, household_id: HouseholdPath, body: Document) -> SceneOut:
     """Body: ``{"name": {"zh-CN", "en"}, "actions": [command | set_mode, ...]}``."""
     return _scene(scenes.create_scene(call, household_id, body))
@@ -132,7 +135,8 @@ def get_scene(call: CallDep, household_id: HouseholdPath, scene_id: ItemPath) ->
     return _scene(scenes.get_scene(call, household_id, scene_id))
 
 
-@router.put("/scenes/{scene_id}", response_model=SceneOut, responses={409: {"model": Problem}})
+@router.put("/scenes/{scene_id}", response_model=SceneOut, responses={409: {"model": Problem}},
+            openapi_extra=SCENE_BODY)
 def update_scene(call: CallDep, household_id: HouseholdPath, scene_id: ItemPath, body: Document) -> SceneOut:
     return _scene(scenes.update_scene(call, household_id, scene_id, body))
 
@@ -173,7 +177,7 @@ def automation_templates(call: CallDep, household_id: HouseholdPath) -> list[Rul
 
 
 @router.post("/automations/dry-run", response_model=DryRun, openapi_extra=RULE_BODY)
-def dry_run_automation(call: CallDep, request: Request, household_id: HouseholdPath, body: RuleDocument) -> DryRun:
+def dry_run_automation(call: CallDep, request: Request, household_id: HouseholdPath, body: Document) -> DryRun:
     """Validate a rule (422 if malformed) and show what it watches, which devices match and what it
     would command; ``problems`` would make saving fail, ``warnings`` would not. Changes nothing."""
     return automations.dry_run(call, household_id, body, **_transport(request))
@@ -181,7 +185,7 @@ def dry_run_automation(call: CallDep, request: Request, household_id: HouseholdP
 
 @router.post("/automations", response_model=AutomationOut, status_code=status.HTTP_201_CREATED,
              responses={409: {"model": Problem}}, openapi_extra=RULE_BODY)
-def create_automation(call: CallDep, household_id: HouseholdPath, body: RuleDocument) -> AutomationOut:
+def create_automation(call: CallDep, household_id: HouseholdPath, body: Document) -> AutomationOut:
     """Body: a RuleSpec (see ``docs/rules-alarms.md``). 422 for a malformed rule, a device or scene
     not in the household, or a loop with other automations; 409 for a key already used."""
     return _automation(automations.create_automation(call, household_id, body))
@@ -195,7 +199,7 @@ def get_automation(call: CallDep, household_id: HouseholdPath, automation_id: It
 @router.put("/automations/{automation_id}", response_model=AutomationOut, responses={409: {"model": Problem}},
             openapi_extra=RULE_BODY)
 def update_automation(call: CallDep, household_id: HouseholdPath, automation_id: ItemPath,
-                      body: RuleDocument) -> AutomationOut:
+                      body: Document) -> AutomationOut:
     return _automation(automations.update_automation(call, household_id, automation_id, body))
 
 

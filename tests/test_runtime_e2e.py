@@ -383,3 +383,66 @@ def test_simulated_devices_answer_commands_of_every_adapter(ctx: AppContext, wor
     finally:
         simulation.stop()
     assert simulation.error is None
+
+
+def _connack(host: str, port: int, username: str | None, password: str | None) -> str:
+    """What the broker answers a real paho client logging in with these credentials."""
+    answered: queue.Queue[str] = queue.Queue()
+    probe = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"cw-auth-{uuid.uuid4().hex[:8]}",
+                        protocol=paho.MQTTv311)
+    if username is not None:
+        probe.username_pw_set(username, password)
+    probe.on_connect = lambda _c, _u, _f, reason, _p: answered.put(str(reason))
+    probe.connect(host, port, keepalive=30)
+    probe.loop_start()
+    try:
+        return answered.get(timeout=10)
+    finally:
+        probe.loop_stop()
+        probe.disconnect()
+
+
+def test_embedded_broker_device_logins(ctx: AppContext, world: World, runtime_factory) -> None:
+    """CITYWEAVE_MQTT_DEVICE_AUTH: the embedded broker lets a device in with its id and device
+    token and nobody with a wrong or another device's token; the ingest's own client and the
+    demo's simulator have accounts of their own."""
+    from cityweave.config import Settings
+
+    assert Settings().mqtt_device_auth is False  # off unless asked for
+    ctx.settings.mqtt_device_auth = True
+    runtime, client = runtime_factory(None)  # connected: the ingest's own account works
+    assert runtime.ingest.broker is not None and runtime.ingest.broker.requires_login
+    host, port = "127.0.0.1", runtime.ingest.broker.port
+    assert port is not None
+    resident = auth(world.token(Role.RESIDENT))
+    device_id = world.device_of_household[HOUSEHOLD]
+    issued = client.post(f"/api/v1/devices/{device_id}/credentials", headers=resident)
+    assert issued.status_code == 201, issued.text
+    token = issued.json()["token"]
+    other = world.device_of_household[NEIGHBOUR]
+
+    assert _connack(host, port, device_id, token) == "Success"
+    assert _connack(host, port, device_id, token + "x") == "Not authorized"
+    assert _connack(host, port, other, token) == "Not authorized"  # the token names another device
+    assert _connack(host, port, None, None) == "Not authorized"
+    assert _connack(host, port, device_id, "") == "Not authorized"
+    simulator = Broker.parse(runtime.simulator_url() or "")
+    assert _connack(host, port, simulator.username, simulator.password) == "Success"
+    assert "@" not in str(runtime.broker_url)  # the printed URL carries no password
+
+    # The device reports through its login, and the reading is stored.
+    device = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"cw-auth-dev-{uuid.uuid4().hex[:8]}",
+                         protocol=paho.MQTTv311)
+    device.username_pw_set(device_id, token)
+    device.connect(host, port)
+    device.loop_start()
+    try:
+        report = lambda: device.publish("zigbee2mqtt/plug-ca-b1-u1-101", json.dumps({"power": 7.5}), qos=1)
+        power = _until(lambda: _value(client, f"/api/v1/devices/{device_id}/state", resident, "power_w"),
+                       every=report)
+        assert power is not None and power["value"] == 7.5
+    finally:
+        _close(device)
+    # Revoked by rotation: the old token no longer logs in.
+    assert client.post(f"/api/v1/devices/{device_id}/credentials", headers=resident).status_code == 201
+    assert _connack(host, port, device_id, token) == "Not authorized"

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # Several ingest processes (each its own client id) share the load through MQTT 5 shared
     # subscriptions ($share/<group>/...) when this names the group.
     mqtt_shared_group: str | None = None
+    # The embedded broker asks every client for a username and password: a device's id and its
+    # device token (CityWeave's own clients get accounts of their own). Off by default: bridges
+    # (Zigbee2MQTT, Home Assistant) publish for many devices under one login, and devices without a
+    # token would be locked out; see docs/ingest.md. External brokers have their own authentication.
+    mqtt_device_auth: bool = False
     ingest_queue_size: int = Field(default=20_000, ge=1)
     ingest_batch_size: int = Field(default=2_000, ge=1)
     ingest_batch_ms: int = Field(default=50, ge=1)

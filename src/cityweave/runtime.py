@@ -37,7 +37,7 @@ from cityweave.devices.registry.commands import CommandTracker, Outcome, apply_o
 from cityweave.devices.registry.directory import DatabaseDirectory
 from cityweave.devices.registry.places import RegistryPlaces
 from cityweave.devices.registry.sink import RegistryEventSink
-from cityweave.devices.registry.verifier import DatabaseTokenVerifier
+from cityweave.devices.registry.verifier import DatabaseTokenVerifier, MqttLoginVerifier
 from cityweave.ingest import receipts
 from cityweave.ingest.http_ingest import HttpIngest
 from cityweave.ingest.service import IngestService
@@ -160,7 +160,7 @@ class DeviceRuntime:
         self.ingest = IngestService(
             ctx.settings, directory=self.directory, readings=ThenRules(self.readings, self.rules),
             events=ThenRules(RegistryAndAcks(RegistryEventSink(), self.readings), self.rules),
-            db=ctx.db, clock=ctx.clock, node=node,
+            db=ctx.db, clock=ctx.clock, node=node, device_login=MqttLoginVerifier(ctx.db, ctx.clock).check,
         )
         # the rules' commands leave through the ingest's MQTT client, encoded by its own adapters
         self.rule_commands.publisher = self.ingest
@@ -223,6 +223,13 @@ class DeviceRuntime:
         if self.ingest.broker is not None:
             return self.ingest.broker.url
         return self.ctx.settings.mqtt_url
+
+    def simulator_url(self) -> str | None:
+        """:attr:`broker_url` with credentials of its own for the demo's simulator when the embedded
+        broker asks for logins (``CITYWEAVE_MQTT_DEVICE_AUTH``): it publishes for many devices."""
+        if self.ingest.broker is not None:
+            return self.ingest.broker.url_for("cityweave-simulator")
+        return self.broker_url
 
     def expire_commands(self) -> int:
         """Time out commands past their deadline, and write the latest confirmations once more

@@ -112,7 +112,7 @@ def _start_devices(ctx: AppContext, runtime: DeviceRuntime, seed: int, rate: flo
     if report is not None:
         console.print(f"bound {report.devices:,} simulated devices in {report.households:,} households "
                       f"in [bold]{report.seconds:.1f} s[/bold]")
-    url = runtime.broker_url
+    url = runtime.simulator_url()  # with an account of its own when the broker asks for logins
     if url is None:
         return None
     simulation = start_background(url, fleet=fleet, rate=rate, seed=seed)

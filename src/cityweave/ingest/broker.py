@@ -10,16 +10,26 @@ Limits, by design of an embedded broker: it speaks MQTT 3.1.1, keeps sessions in
 (a restart of CityWeave restarts the broker and drops what it had queued) and manages a few
 thousand QoS 1 messages per second. Installations with real device fleets point
 ``CITYWEAVE_MQTT_URL`` at Mosquitto, EMQX or similar.
+
+With a ``login`` check (``CITYWEAVE_MQTT_DEVICE_AUTH``) every connection needs a username and
+password: a device's id and its device token, or one of the accounts the broker hands out to
+CityWeave's own clients (:meth:`EmbeddedBroker.add_account`: the ingest subscriber, the demo's
+simulator). Without one, anyone who reaches the port may connect (the default; see docs/ingest.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import secrets
 import socket
 import threading
+import uuid
+from collections.abc import Callable
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from cityweave.net import bind_tcp, parse_hosts
 
@@ -27,9 +37,13 @@ log = logging.getLogger("cityweave.ingest.broker")
 
 
 class EmbeddedBroker:
-    def __init__(self, hosts: str = "127.0.0.1,::1", port: int = 1883) -> None:
+    def __init__(self, hosts: str = "127.0.0.1,::1", port: int = 1883, *,
+                 login: Callable[[str, str], bool] | None = None) -> None:
         self.hosts = hosts
         self.requested_port = port
+        self.login = login  # (username, password) -> allowed; None: anonymous connections
+        self._accounts: dict[str, str] = {}
+        self._login_key: str | None = None
         self.port: int | None = None
         self.sockets: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -42,6 +56,29 @@ class EmbeddedBroker:
         if self.port is None:
             raise RuntimeError("the embedded broker is not running")
         return f"mqtt://127.0.0.1:{self.port}?protocol=311"
+
+    @property
+    def requires_login(self) -> bool:
+        return self.login is not None
+
+    def add_account(self, username: str) -> str:
+        """A password for one of CityWeave's own clients (kept in memory; a new one each start)."""
+        password = self._accounts.get(username) or secrets.token_urlsafe(24)
+        self._accounts[username] = password
+        return password
+
+    def url_for(self, username: str) -> str:
+        """The broker URL with this account's credentials (when logins are required)."""
+        if not self.requires_login:
+            return self.url
+        password = self.add_account(username)
+        return f"mqtt://{quote(username, safe='')}:{quote(password, safe='')}@127.0.0.1:{self.port}?protocol=311"
+
+    def _check(self, username: str, password: str) -> bool:
+        own = self._accounts.get(username)
+        if own is not None:
+            return hmac.compare_digest(own.encode(), password.encode())
+        return self.login is not None and bool(self.login(username, password))
 
     def _bind(self) -> list[socket.socket]:
         if self.requested_port:
@@ -88,10 +125,14 @@ class EmbeddedBroker:
         logging.getLogger("transitions").setLevel(logging.WARNING)
         self.sockets = self._bind()
         self.port = self.sockets[0].getsockname()[1]
-        config = {
-            "listeners": {"default": {"type": "external"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        }
+        plugins: dict[str, Any] = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+        if self.login is not None:
+            from cityweave.ingest.broker_auth import LOGINS
+
+            self._login_key = uuid.uuid4().hex
+            LOGINS[self._login_key] = self._check
+            plugins = {"cityweave.ingest.broker_auth.LoginPlugin": {"login": self._login_key}}
+        config = {"listeners": {"default": {"type": "external"}}, "plugins": plugins}
         ready = threading.Event()
         failure: list[BaseException] = []
         loop = asyncio.new_event_loop()
@@ -146,6 +187,11 @@ class EmbeddedBroker:
             self._thread.join(timeout)
         for sock in self.sockets:
             sock.close()
+        if self._login_key is not None:
+            from cityweave.ingest.broker_auth import LOGINS
+
+            LOGINS.pop(self._login_key, None)
+            self._login_key = None
         self._loop = None
         self._thread = None
         self._servers = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from cityweave.clock import Clock
@@ -38,8 +39,11 @@ class IngestService:
         clock: Clock | None = None,
         node: str | None = None,
         adapters: list[VendorAdapter] | None = None,
+        device_login: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.settings = settings
+        # With CITYWEAVE_MQTT_DEVICE_AUTH the embedded broker asks this for every device login.
+        self.device_login = device_login
         self.clock = clock or Clock()
         self.metrics = IngestMetrics(DecodeMetrics())
         self.adapters = adapters if adapters is not None else create_all(
@@ -65,9 +69,12 @@ class IngestService:
     def start(self) -> None:
         url = self.settings.mqtt_url
         if not url:
-            self.broker = EmbeddedBroker(port=self.settings.mqtt_embedded_port)
+            login = self.device_login if self.settings.mqtt_device_auth else None
+            if self.settings.mqtt_device_auth and login is None:
+                login = _nobody  # only CityWeave's own accounts
+            self.broker = EmbeddedBroker(port=self.settings.mqtt_embedded_port, login=login)
             self.broker.start()
-            url = self.broker.url
+            url = self.broker.url_for(self.settings.mqtt_client_id)
         self.subscriber = MqttSubscriber(
             url, topics=self.topics, on_message=self._on_mqtt, client_id=self.settings.mqtt_client_id,
             node=self.node, receive_maximum=self.settings.ingest_queue_size, clock=self.clock,
@@ -123,6 +130,10 @@ class IngestService:
             "queue_depth": self.pipeline.queue.qsize(),
             "queue_size": self.pipeline.queue.maxsize,
         }
+
+
+def _nobody(_username: str, _password: str) -> bool:
+    return False
 
 
 def _seconds(n: int) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from cityweave.clock import Clock
 from cityweave.db.engine import Database
 from cityweave.devices.binding import DeviceBinding
-from cityweave.devices.registry.service import binding_of, verify_token
+from cityweave.devices.registry.service import binding_of, verify_mqtt_login, verify_token
 from cityweave.errors import AuthenticationFailed
 
 MAX_TOKEN_LENGTH = 200
@@ -32,3 +32,23 @@ class DatabaseTokenVerifier:
                 return binding_of(verify_token(session, token, self._clock.now()))
         except AuthenticationFailed:
             return None
+
+
+class MqttLoginVerifier:
+    """The embedded broker's device logins (``CITYWEAVE_MQTT_DEVICE_AUTH``): username = device id,
+    password = device token of a claimed or active device (``verify_mqtt_login``)."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    def check(self, username: str, password: str) -> bool:
+        if not username or not password or len(password) > MAX_TOKEN_LENGTH or len(username) > 100:
+            return False
+        try:
+            with self._db.session() as session:
+                self._db.write_first(session)  # records last_used_at, as HTTP ingest does
+                verify_mqtt_login(session, username, password, self._clock.now())
+                return True
+        except AuthenticationFailed:
+            return False

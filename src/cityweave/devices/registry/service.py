@@ -510,5 +510,5 @@ def _system_audit(session: Session, action: str, device: Device, now: datetime, 
 __all__ = [
     "activate", "binding_of", "bump_revision", "claim", "current_revision", "decommission",
     "get_device", "list_devices", "list_discovered", "mark_seen", "record_discovered", "register",
-    "require", "rotate_credentials", "set_online", "verify_mqtt_login", "verify_token",
+    "require", "rotate_credentials", "set_online", "update_device", "verify_mqtt_login", "verify_token",
 ]

@@ -89,7 +89,8 @@ def axe_source() -> str:
             need_service("npm", "npm is needed to fetch axe-core for the accessibility scan")
         target.mkdir(parents=True, exist_ok=True)
         result = subprocess.run([npm, "install", "--prefix", str(target), "--no-audit", "--no-fund",
-                                 f"axe-core@{AXE_VERSION}"], capture_output=True, text=True, timeout=300)
+                                 f"axe-core@{AXE_VERSION}"], check=False, capture_output=True, text=True,
+                                timeout=300)
         if result.returncode != 0 or not script.exists():
             need_service("npm registry", f"could not install axe-core: {result.stderr[-500:]}")
     return script.read_text(encoding="utf-8")

@@ -34,7 +34,7 @@ from cityweave.notifications.service import Notifications
 from cityweave.web import app as web
 from cityweave.workorders.from_alarms import SiteVisitOpener
 
-UPLOAD_PREFIXES = ("/api/v1/import", "/api/v1/work-orders/")
+UPLOAD_PREFIXES = ("/api/v1/import", "/api/v1/work-orders/", "/home/reports")
 
 
 def create_app(ctx: AppContext) -> FastAPI:

@@ -20,13 +20,13 @@ from cityweave.accounts import service as accounts
 from cityweave.accounts.models import Role
 from cityweave.alarms import service as alarms
 from cityweave.alarms.models import Alarm, AlarmStatus
+from cityweave.api.routers.alarms import publish_after_commit
 from cityweave.authz import policy
 from cityweave.authz.policy import Action, Principal, Resource
 from cityweave.context import AppContext, Call
 from cityweave.devices.registry.models import Device, DeviceStatus
 from cityweave.errors import AuthenticationFailed, CityWeaveError
 from cityweave.listing import PageRequest
-from cityweave.places.models import Place
 from cityweave.web import i18n
 from cityweave.web.render import Renderer
 from cityweave.web.session import (
@@ -105,8 +105,10 @@ def _viewer(request: Request, session: DbDep) -> Viewer:
     user_locale = call.principal.locale if call else None
     locale = i18n.negotiate(request.cookies.get(LANG_COOKIE), user_locale, request.headers.get("accept-language"))
     large = request.cookies.get(LARGE_COOKIE) == "1"
-    return Viewer(locale=locale, large=large, tv=request.query_params.get("tv") == "1", call=call,
-                  session_token=token if call else None)
+    viewer = Viewer(locale=locale, large=large, tv=request.query_params.get("tv") == "1", call=call,
+                    session_token=token if call else None)
+    request.state.viewer = viewer
+    return viewer
 
 
 ViewerDep = Annotated[Viewer, Depends(_viewer)]
@@ -136,6 +138,33 @@ def _render(request: Request, viewer: Viewer, template: str, status_code: int = 
     html = renderer.render(template, viewer.locale, viewer=viewer, csrf=csrf, request_path=request.url.path,
                            **values)
     return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+class PageRefused(Exception):
+    """A domain error (or invalid input) on a page: answered with an error page in the viewer's
+    language and the error's status (404 outside the viewer's view, 403, 409, 422)."""
+
+    def __init__(self, status: int, detail: str = "") -> None:
+        self.status = status
+        self.detail = detail
+
+
+def refuse(exc: Exception) -> PageRefused:
+    if isinstance(exc, CityWeaveError):
+        return PageRefused(exc.status, exc.detail)
+    return PageRefused(422, str(exc).splitlines()[0] if str(exc) else "")
+
+
+def staff_call(viewer: Viewer) -> Call:
+    """The console is for staff; residents have their home (403, never another family's data)."""
+    assert viewer.call is not None
+    if not viewer.call.principal.roles & STAFF_ROLES:
+        raise PageRefused(403, "the console is for staff")
+    return viewer.call
+
+
+def is_staff(principal: Principal | None) -> bool:
+    return bool(principal and principal.roles & STAFF_ROLES)
 
 
 def _home_of(principal: Principal) -> str:
@@ -261,46 +290,31 @@ def console_fragment(request: Request, viewer: SignedIn) -> Response:
     return _render(request, viewer, "console/_figures.html", **_overview(viewer.call))
 
 
-# -- resident home -----------------------------------------------------------------------------------
-def _households(call: Call) -> list[Place]:
-    paths = [g.place_path for g in call.principal.grants if g.role is Role.RESIDENT and g.place_path]
-    if not paths:
-        return []
-    return list(call.session.execute(select(Place).where(Place.path.in_(paths)).order_by(Place.id)).scalars())
-
-
-@router.get("/home", response_class=HTMLResponse)
-def home(request: Request, viewer: SignedIn) -> Response:
-    assert viewer.call is not None
-    call = viewer.call
-    households = _households(call)
-    if not households:
-        return RedirectResponse("/console", status_code=303)
-    household = households[0]
-    devices = call.session.execute(select(Device).where(
-        Device.place_id == household.id, Device.status.in_([DeviceStatus.CLAIMED, DeviceStatus.ACTIVE])
-    ).order_by(Device.name)).scalars().all()
-    my_alarms = alarms.list_alarms(call, PageRequest(limit=5, sort="-last_at"), status="open",
-                                   place_id=household.id).items
-    reports = workorders.list_work_orders(call, PageRequest(limit=5), mine=True).items
-    return _render(request, viewer, "home/index.html", household=household, devices=devices, alarms=my_alarms,
-                   reports=reports)
-
-
+# -- resident home (the rest of it is home.py) -----------------------------------------------------
 @router.post("/home/emergency", response_class=HTMLResponse)
 def emergency(request: Request, viewer: SignedIn,
               household_id: Annotated[str, Form(max_length=64)]) -> Response:
     """The one-tap emergency call (the page asks to confirm and can cancel for a few seconds)."""
     assert viewer.call is not None
     try:
-        alarms.emergency_call(viewer.call, household_id)
+        change = alarms.emergency_call(viewer.call, household_id)
     except CityWeaveError:
         return _render(request, viewer, "home/_emergency.html", status_code=400, sent=False)
+    publish_after_commit(request, viewer.call, change)  # notifications, as the API's emergency call
     return _render(request, viewer, "home/_emergency.html", sent=True)
 
 
 def sign_in_redirect(request: Request, exc: SignInRequired) -> Response:
     return RedirectResponse(f"/signin?next={quote(exc.next_path)}", status_code=303)
+
+
+def page_refused(request: Request, exc: PageRefused) -> Response:
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+    if viewer is None:
+        viewer = Viewer(locale=i18n.negotiate(request.cookies.get(LANG_COOKIE), None,
+                                              request.headers.get("accept-language")),
+                        large=request.cookies.get(LARGE_COOKIE) == "1", tv=False)
+    return _render(request, viewer, "error.html", status_code=exc.status, status=exc.status, detail=exc.detail)
 
 
 def csrf_refused(request: Request, exc: CsrfFailed) -> Response:

@@ -1,0 +1,406 @@
+"""The staff console's pages: alarms, work orders and their statistics, residents and households,
+devices, and the community view.
+
+Every page asks the domain services with the signed-in person's ``Call``, as the API routers do:
+what a page shows is what the policy lets that person read, and every change goes through the
+same service function (and the same checks, audit records and announcements) as the API.
+Ids in URLs are record ids, never personal data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from cityweave.accounts.models import User
+from cityweave.alarms import service as alarms
+from cityweave.alarms.models import Severity
+from cityweave.api.routers.alarms import publish_after_commit
+from cityweave.authz import policy
+from cityweave.authz.policy import Action, Resource
+from cityweave.context import Call
+from cityweave.devices.registry import service as devices
+from cityweave.devices.registry import state as device_state
+from cityweave.devices.registry.models import DeviceStatus
+from cityweave.devices.registry.schemas import DeviceClaim
+from cityweave.errors import CityWeaveError
+from cityweave.listing import PageRequest
+from cityweave.people import service as people
+from cityweave.places.models import Place, PlaceKind
+from cityweave.web.pages import PageRefused, SignedIn, _render, refuse, staff_call
+from cityweave.workorders import routing, stats
+from cityweave.workorders import service as workorders
+from cityweave.workorders.models import OPEN_STATUSES, Status, WorkOrder
+from cityweave.workorders.schemas import AssignInput, ReplyInput, TransferInput
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+PAGE = 25
+Note = Annotated[str, Form(max_length=2000)]
+Id = Annotated[str, Query(max_length=64)]
+SEVERITIES = ["critical", "major", "minor", "warning", "info"]
+
+
+def _title(value: dict[str, str] | None, locale: str, fallback: str = "") -> str:
+    value = value or {}
+    return value.get(locale) or value.get("zh-CN") or value.get("en") or fallback
+
+
+def _see_other(path: str) -> Response:
+    return RedirectResponse(path, status_code=303)
+
+
+def _offset(page: int) -> int:
+    return max(page - 1, 0) * PAGE
+
+
+# -- alarms ------------------------------------------------------------------------------------------
+@router.get("/alarms", response_class=HTMLResponse)
+def alarm_list(request: Request, viewer: SignedIn,
+               status: Annotated[str, Query(pattern="^(open|raised|acknowledged|dispatched|resolved|cleared|all)$")] = "open",
+               severity: Annotated[str, Query(pattern="^(|critical|major|minor|warning|info)$")] = "",
+               page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+    call = staff_call(viewer)
+    result = alarms.list_alarms(call, PageRequest(limit=PAGE, offset=_offset(page), sort="-last_at"),
+                                status=None if status == "all" else status,
+                                severity=Severity(severity) if severity else None)
+    may_dispatch = call.principal.may(Resource.ALARM, Action.DISPATCH)
+    return _render(request, viewer, "console/alarms.html", alarms=result.items, total=result.total, page=page,
+                   pages=max(1, -(-result.total // PAGE)), status=status, severity=severity,
+                   severities=SEVERITIES, may_dispatch=may_dispatch, title=_title)
+
+
+@router.get("/alarms/{alarm_id}", response_class=HTMLResponse)
+def alarm_detail(request: Request, viewer: SignedIn, alarm_id: str) -> Response:
+    call = staff_call(viewer)
+    try:
+        alarm = alarms.get_alarm(call, alarm_id[:40])
+        events = alarms.history(call, alarm.id, PageRequest(limit=200)).items
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    return _render(request, viewer, "console/alarm.html", alarm=alarm, events=events, title=_title,
+                   may_dispatch=call.principal.may(Resource.ALARM, Action.DISPATCH))
+
+
+@router.post("/alarms/{alarm_id}/{step}")
+def alarm_step(request: Request, viewer: SignedIn, alarm_id: str, step: str,
+               note: Note = "", work_order: Annotated[bool, Form()] = False,
+               back: Annotated[str, Form(max_length=300)] = "") -> Response:
+    """Acknowledge, dispatch (optionally opening a work order) or resolve, with a note."""
+    call = staff_call(viewer)
+    note_or_none = note.strip() or None
+    try:
+        if step == "acknowledge":
+            change = alarms.acknowledge(call, alarm_id[:40], note_or_none)
+        elif step == "dispatch":
+            change = alarms.dispatch(call, alarm_id[:40], note_or_none, work_order=work_order,
+                                     opener=getattr(request.app.state, "work_order_opener", None))
+        elif step == "resolve":
+            change = alarms.resolve(call, alarm_id[:40], note_or_none)
+        else:
+            raise PageRefused(404, "unknown step")
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    publish_after_commit(request, call, change)
+    target = back if back.startswith("/console/alarms") and not back.startswith("//") else f"/console/alarms/{alarm_id}"
+    return _see_other(target)
+
+
+# -- work orders -------------------------------------------------------------------------------------
+QUEUES = ("open", "due", "overdue", "mine", "finished", "all")
+
+
+def _names(call: Call, user_ids: set[str | None]) -> dict[str, str]:
+    ids = sorted(i for i in user_ids if i)
+    if not ids:
+        return {}
+    return dict(call.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
+
+
+def _categories(call: Call, locale: str) -> dict[str, str]:
+    return {c.id: (c.name if locale == "zh-CN" else c.name_en)
+            for c in workorders.list_categories(call.session, include_inactive=True)}
+
+
+@router.get("/workorders", response_class=HTMLResponse)
+def work_order_queue(request: Request, viewer: SignedIn,
+                     queue: Annotated[str, Query(pattern="^(open|due|overdue|mine|finished|all)$")] = "open",
+                     page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+    call = staff_call(viewer)
+    request_page = PageRequest(limit=PAGE, offset=_offset(page), sort="resolve_due_at")
+    options: dict[str, Any] = {}
+    if queue in ("open", "due", "overdue"):
+        options["status"] = list(OPEN_STATUSES)
+    if queue == "due":
+        options["overdue"] = False
+    elif queue == "overdue":
+        options["overdue"] = True
+    elif queue == "mine":
+        options["assignee"] = call.principal.user_id
+        options["status"] = list(OPEN_STATUSES)
+    elif queue == "finished":
+        options["status"] = [s for s in Status if s not in OPEN_STATUSES]
+        request_page = PageRequest(limit=PAGE, offset=_offset(page), sort="-updated_at")
+    elif queue == "all":
+        request_page = PageRequest(limit=PAGE, offset=_offset(page), sort="-created_at")
+    result = workorders.list_work_orders(call, request_page, **options)
+    return _render(request, viewer, "console/workorders.html", orders=result.items, total=result.total,
+                   page=page, pages=max(1, -(-result.total // PAGE)), queue=queue, queues=QUEUES,
+                   categories=_categories(call, viewer.locale),
+                   names=_names(call, {o.assignee_user_id for o in result.items}), now=call.now())
+
+
+def _order_page(request: Request, viewer: Any, call: Call, order: WorkOrder, status_code: int = 200,
+                error: str | None = None) -> Response:
+    category = workorders.get_category(call.session, order.category_id, active_only=False)
+    handles = policy.allows_work_order(call.principal, Action.UPDATE, order)
+    candidates = routing.candidates(call.session, category, order.place_path) if handles else []
+    events = workorders.history(call, order.id)
+    names = _names(call, {order.assignee_user_id, *candidates})
+    return _render(request, viewer, "console/workorder.html", status_code=status_code, order=order,
+                   category=category, events=events, handles=handles, candidates=candidates, names=names,
+                   photos=workorders.photo_ids(call.session, order.id),
+                   reporter=workorders.reporter_label(call, order), error=error,
+                   categories=[c for c in workorders.list_categories(call.session) if c.id != order.category_id],
+                   open_statuses=OPEN_STATUSES, now=call.now())
+
+
+@router.get("/workorders/{work_order_id}", response_class=HTMLResponse)
+def work_order_detail(request: Request, viewer: SignedIn, work_order_id: str) -> Response:
+    call = staff_call(viewer)
+    try:
+        order = workorders.get(call, work_order_id[:40])
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    return _order_page(request, viewer, call, order)
+
+
+@router.post("/workorders/{work_order_id}/{step}")
+def work_order_step(request: Request, viewer: SignedIn, work_order_id: str, step: str,
+                    note: Note = "", user_id: Annotated[str, Form(max_length=40)] = "",
+                    category_id: Annotated[str, Form(max_length=40)] = "",
+                    public: Annotated[bool, Form()] = False) -> Response:
+    """accept, assign (to a candidate), transfer (with a reason), reply, start, resolve, reject."""
+    call = staff_call(viewer)
+    wid = work_order_id[:40]
+    note_or_none = note.strip() or None
+    try:
+        if step == "accept":
+            workorders.accept(call, wid, note_or_none)
+        elif step == "assign":
+            workorders.assign(call, wid, AssignInput(user_id=user_id, note=note_or_none))
+        elif step == "transfer":
+            workorders.transfer(call, wid, TransferInput(category_id=category_id, reason=note.strip()))
+        elif step == "reply":
+            workorders.reply(call, wid, ReplyInput(note=note.strip(), public=public))
+        elif step == "start":
+            workorders.start(call, wid, note_or_none)
+        elif step == "resolve":
+            workorders.resolve(call, wid, note_or_none)
+        elif step == "reject":
+            workorders.reject(call, wid, note.strip())
+        else:
+            raise PageRefused(404, "unknown step")
+    except (CityWeaveError, ValidationError) as exc:
+        raise refuse(exc) from exc
+    return _see_other(f"/console/workorders/{wid}")
+
+
+@router.get("/statistics", response_class=HTMLResponse)
+def statistics(request: Request, viewer: SignedIn,
+               by: Annotated[stats.GroupBy, Query()] = stats.GroupBy.CATEGORY,
+               days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
+    call = staff_call(viewer)
+    summary = stats.summarise(call, by=by, days=days)
+    labels = [row.label or row.key or "–" for row in summary.rows]
+    chart = {
+        "type": "bar", "labels": labels,
+        "datasets": [
+            {"label": "open", "data": [row.open for row in summary.rows]},
+            {"label": "resolved", "data": [row.resolved for row in summary.rows]},
+            {"label": "overdue", "data": [row.overdue_open for row in summary.rows]},
+        ],
+    }
+    return _render(request, viewer, "console/statistics.html", summary=summary, by=by, days=days,
+                   groups=list(stats.GroupBy), chart=json.dumps(chart, ensure_ascii=False), labels=labels)
+
+
+# -- residents and households ------------------------------------------------------------------------
+@router.get("/residents", response_class=HTMLResponse)
+def residents(request: Request, viewer: SignedIn,
+              within: Annotated[str, Query(max_length=64, pattern="^[a-z0-9-]*$")] = "",
+              page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+    """Persons with masked personal data (``people.service``'s views); care tags only where the
+    role may read them (``Visibility``): the view leaves them out otherwise."""
+    call = staff_call(viewer)
+    if not call.principal.may(Resource.PERSON, Action.READ):
+        raise PageRefused(403, "not allowed to read persons")
+    try:
+        result = people.list_persons(call, PageRequest(limit=PAGE, offset=_offset(page)), within=within or None)
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    persons = people.to_out_many(call, result.items)
+    households: dict[str, list[Any]] = defaultdict(list)
+    for person in persons:
+        for membership in person.households:
+            households[membership.household_id].append(person)
+    names = dict(call.session.execute(select(Place.id, Place.name).where(Place.id.in_(sorted(households)))).all()) \
+        if households else {}
+    return _render(request, viewer, "console/residents.html", persons=persons, households=dict(sorted(households.items())),
+                   place_names=names, total=result.total, page=page, pages=max(1, -(-result.total // PAGE)),
+                   within=within, care_tags=call.principal.may(Resource.CARE_TAG, Action.READ))
+
+
+# -- devices -----------------------------------------------------------------------------------------
+@router.get("/devices", response_class=HTMLResponse)
+def device_list(request: Request, viewer: SignedIn,
+                status: Annotated[str, Query(pattern="^(|claimed|active|decommissioned)$")] = "",
+                online: Annotated[str, Query(pattern="^(|yes|no)$")] = "",
+                q: Annotated[str, Query(max_length=64)] = "",
+                page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+    call = staff_call(viewer)
+    result = devices.list_devices(call, PageRequest(limit=PAGE, offset=_offset(page)),
+                                  status=DeviceStatus(status) if status else None, q=q.strip() or None)
+    items = [d for d in result.items if not online or bool(d.online) == (online == "yes")]
+    discovered = []
+    if policy.sees_unplaced_devices(call.principal):
+        discovered = devices.list_discovered(call, PageRequest(limit=50)).items
+    return _render(request, viewer, "console/devices.html", devices=items, total=result.total, page=page,
+                   pages=max(1, -(-result.total // PAGE)), status=status, online=online, q=q,
+                   discovered=discovered)
+
+
+NUMERIC = {"number"}
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+def device_detail(request: Request, viewer: SignedIn, device_id: str,
+                  capability: Annotated[str, Query(max_length=64, pattern="^[a-z0-9_]*$")] = "") -> Response:
+    call = staff_call(viewer)
+    try:
+        device, values = device_state.device_state(call, device_id[:40])
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    numeric = [v.capability for v in values if v.value_type == "number"]
+    chosen = capability if capability in numeric else (numeric[0] if numeric else "")
+    chart = None
+    if chosen:
+        series = device_state.device_series(call, device.id, chosen, None, None, None, 96)
+        chart = json.dumps({"type": "line", "labels": [b.start.isoformat() for b in series.buckets],
+                            "datasets": [{"label": chosen, "data": [b.avg for b in series.buckets]}]})
+    return _render(request, viewer, "console/device.html", device=device, values=values, numeric=numeric,
+                   chosen=chosen, chart=chart)
+
+
+@router.post("/devices/{device_id}/claim")
+def claim_device(request: Request, viewer: SignedIn, device_id: str,
+                 place_id: Annotated[str, Form(max_length=64)] = "",
+                 name: Annotated[str, Form(max_length=100)] = "") -> Response:
+    call = staff_call(viewer)
+    try:
+        device = devices.claim(call, device_id[:40], DeviceClaim(place_id=place_id.strip(), name=name.strip() or None))
+    except (CityWeaveError, ValidationError) as exc:
+        raise refuse(exc) from exc
+    return _see_other(f"/console/devices/{device.id}")
+
+
+# -- community view ----------------------------------------------------------------------------------
+def _communities(call: Call) -> list[Place]:
+    return list(call.session.execute(
+        select(Place).where(Place.kind == PlaceKind.COMMUNITY,
+                            policy.scope_clause(call.principal, Resource.PLACE, Action.READ))
+        .order_by(Place.id)).scalars())
+
+
+RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def _worst(counts: dict[str, int]) -> str:
+    present = [s for s in SEVERITIES if counts.get(s)]
+    return present[0] if present else "none"
+
+
+def community_layout(buildings: list[Place], units: dict[str, list[Place]],
+                     households: dict[str, list[Place]], worst: dict[str, str]) -> dict[str, Any]:
+    """Boxes for an SVG: buildings on a grid (by id; demo buildings are points, so geometry
+    places nothing), units as columns inside, households as cells from the top floor down."""
+    cell, gap, pad, head = 14, 2, 8, 22
+    columns = 4
+    shapes = []
+    x = y = 0
+    row_height = 0
+    width = 0
+    for index, building in enumerate(buildings):
+        if index and index % columns == 0:
+            x, y = 0, y + row_height + 16
+            row_height = 0
+        unit_boxes = []
+        bx = pad
+        tallest = 0
+        for unit in units.get(building.id, []):
+            cells = []
+            members = households.get(unit.id, [])
+            per_row = 4
+            for n, household in enumerate(members):
+                cx = bx + (n % per_row) * (cell + gap)
+                cy = head + (n // per_row) * (cell + gap)
+                cells.append({"id": household.id, "name": household.name, "x": cx, "y": cy,
+                              "state": worst.get(household.id, "none")})
+            rows = -(-len(members) // per_row) if members else 1
+            unit_width = per_row * (cell + gap)
+            unit_boxes.append({"id": unit.id, "name": unit.name, "x": bx, "cells": cells})
+            tallest = max(tallest, rows * (cell + gap))
+            bx += unit_width + pad
+        bw = max(bx, 90)
+        bh = head + tallest + pad
+        shapes.append({"id": building.id, "name": building.name, "x": x, "y": y, "w": bw, "h": bh,
+                       "units": unit_boxes, "state": worst.get(building.id, "none")})
+        x += bw + 16
+        width = max(width, x)
+        row_height = max(row_height, bh)
+    return {"buildings": shapes, "width": max(width, 100), "height": y + row_height + 4, "cell": cell}
+
+
+@router.get("/community", response_class=HTMLResponse)
+def community(request: Request, viewer: SignedIn,
+              place_id: Annotated[str, Query(max_length=64, pattern="^[a-z0-9-]*$")] = "") -> Response:
+    call = staff_call(viewer)
+    communities = _communities(call)
+    if not communities:
+        return _render(request, viewer, "console/community.html", communities=[], current=None, layout=None,
+                       rows=[])
+    current = next((c for c in communities if c.id == place_id), None) if place_id else communities[0]
+    if current is None:
+        raise PageRefused(404, "no such community in your view")
+    inside = list(call.session.execute(
+        select(Place).where(Place.path.startswith(current.path, autoescape=True),
+                            Place.kind.in_([PlaceKind.BUILDING, PlaceKind.UNIT, PlaceKind.HOUSEHOLD]),
+                            policy.scope_clause(call.principal, Resource.PLACE, Action.READ))
+        .order_by(Place.path)).scalars())
+    buildings = [p for p in inside if p.kind is PlaceKind.BUILDING]
+    units: dict[str, list[Place]] = defaultdict(list)
+    households: dict[str, list[Place]] = defaultdict(list)
+    for place in inside:
+        if place.kind is PlaceKind.UNIT and place.parent_id:
+            units[place.parent_id].append(place)
+        elif place.kind is PlaceKind.HOUSEHOLD and place.parent_id:
+            households[place.parent_id].append(place)
+    worst: dict[str, str] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for level in ("household", "building"):
+        for row in alarms.summary(call, by=level, place_id=current.id):
+            worst[row.place_id] = _worst(row.counts)
+            counts[row.place_id] = dict(row.counts)
+    rows = [{"building": b, "units": len(units.get(b.id, [])),
+             "households": sum(len(households.get(u.id, [])) for u in units.get(b.id, [])),
+             "state": worst.get(b.id, "none"), "counts": counts.get(b.id, {}),
+             "alarmed": [h for u in units.get(b.id, []) for h in households.get(u.id, []) if h.id in worst]}
+            for b in buildings]
+    layout = community_layout(buildings, units, households, worst)
+    return _render(request, viewer, "console/community.html", communities=communities, current=current,
+                   layout=layout, rows=rows, severities=SEVERITIES, worst=worst)

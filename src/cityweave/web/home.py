@@ -1,0 +1,247 @@
+"""The resident home: my home by room with live states and switches, scenes, arm and disarm, my
+alarms, energy and environment charts, and my reports (submit with a photo, follow, rate).
+
+Pages call the same domain services as the API with the resident's ``Call``; what a resident
+may see and do is the policy's decision, never the page's. ``?tv=1`` is the family-TV layout:
+big tiles and few actions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from cityweave.accounts.models import Role
+from cityweave.alarms import service as alarms
+from cityweave.api.routers.alarms import publish_after_commit
+from cityweave.context import Call
+from cityweave.devices.registry import commands
+from cityweave.devices.registry import state as device_state
+from cityweave.devices.registry.models import Device, DeviceStatus
+from cityweave.errors import CityWeaveError
+from cityweave.listing import PageRequest
+from cityweave.places.models import Place
+from cityweave.rules import modes, scenes
+from cityweave.rules.model import Mode
+from cityweave.web.pages import PageRefused, SignedIn, Viewer, _render, refuse
+from cityweave.workorders import photos
+from cityweave.workorders import service as workorders
+from cityweave.workorders.schemas import RateInput, WorkOrderSubmit
+
+router = APIRouter(include_in_schema=False)
+SWITCHABLE = "on_off"
+ENERGY = ("power_w",)
+ENVIRONMENT = ("temperature", "humidity", "co2", "pm25")
+DONE = {"sent", "scene", "mode", "report", "rated", "resolved"}
+
+
+def households(call: Call) -> list[Place]:
+    paths = [g.place_path for g in call.principal.grants if g.role is Role.RESIDENT and g.place_path]
+    if not paths:
+        return []
+    return list(call.session.execute(select(Place).where(Place.path.in_(paths)).order_by(Place.id)).scalars())
+
+
+def _household(viewer: Viewer) -> tuple[Call, Place]:
+    assert viewer.call is not None
+    found = households(viewer.call)
+    if not found:
+        raise PageRefused(403, "the home pages are for residents")
+    return viewer.call, found[0]
+
+
+def _back(tv: bool, done: str | None = None) -> Response:
+    query = "&".join(part for part in ("tv=1" if tv else "", f"done={done}" if done else "") if part)
+    return RedirectResponse("/home" + (f"?{query}" if query else ""), status_code=303)
+
+
+def _writable(device: Device, capability: str) -> bool:
+    return any(isinstance(c, dict) and c.get("capability") == capability and c.get("writable")
+               for c in device.capabilities or [])
+
+
+def _series(call: Call, targets: list[tuple[Device, str]], points: int = 48) -> dict[str, Any] | None:
+    datasets: list[dict[str, Any]] = []
+    labels: list[str] = []
+    for device, capability in targets[:4]:
+        series = device_state.device_series(call, device.id, capability, None, None, None, points)
+        if not series.buckets:
+            continue
+        if not labels:
+            labels = [b.start.isoformat() for b in series.buckets]
+        by_start = {b.start.isoformat(): b.avg for b in series.buckets}
+        datasets.append({"label": f"{device.name or device.id} · {capability}",
+                         "data": [by_start.get(label) for label in labels]})
+    return {"type": "line", "labels": labels, "datasets": datasets} if datasets else None
+
+
+def _home(request: Request, viewer: Viewer, *, status_code: int = 200, problem: str | None = None) -> Response:
+    call, household = _household(viewer)
+    devices = list(call.session.execute(select(Device).where(
+        Device.place_id == household.id, Device.status.in_([DeviceStatus.CLAIMED, DeviceStatus.ACTIVE])
+    ).order_by(Device.room, Device.name, Device.id)).scalars())
+    _, values = device_state.place_state(call, household.id)
+    state: dict[str, dict[str, Any]] = defaultdict(dict)
+    for value in values:
+        state[value.device_key][value.capability] = value
+    rooms: dict[str, list[Device]] = defaultdict(list)
+    for device in devices:
+        rooms[device.room or ""].append(device)
+    scene_list = [{"id": s.id, "name": s.name.model_dump(by_alias=True), "builtin": s.builtin}
+                  for s in scenes.list_scenes(call, household.id)]
+    mode = modes.get_mode(call, household.id)
+    my_alarms = alarms.list_alarms(call, PageRequest(limit=10, sort="-last_at"), status="open",
+                                   place_id=household.id).items
+    charts = {}
+    if not viewer.tv:
+        energy = [(d, c) for d in devices for c in ENERGY if c in state.get(d.id, {})]
+        environment = [(d, c) for d in devices for c in ENVIRONMENT if c in state.get(d.id, {})]
+        charts = {key: json.dumps(chart, ensure_ascii=False) for key, chart in
+                  (("energy", _series(call, energy)), ("environment", _series(call, environment))) if chart}
+    reports = workorders.list_work_orders(call, PageRequest(limit=10), mine=True).items
+    categories = [c for c in workorders.list_categories(call.session) if c.public]
+    done = request.query_params.get("done")
+    return _render(request, viewer, "home/index.html", status_code=status_code, household=household,
+                   rooms=dict(sorted(rooms.items(), key=lambda kv: (kv[0] == "", kv[0]))), state=state,
+                   switchable={d.id for d in devices if _writable(d, SWITCHABLE)}, scenes=scene_list,
+                   mode=mode.mode.value, alarms=my_alarms, charts=charts, reports=reports,
+                   categories=categories, done=done if done in DONE else None, problem=problem,
+                   devices=devices, transport=getattr(request.app.state, "device_publisher", None) is not None)
+
+
+@router.get("/home", response_class=HTMLResponse)
+def home(request: Request, viewer: SignedIn) -> Response:
+    assert viewer.call is not None
+    if not households(viewer.call):
+        return RedirectResponse("/console", status_code=303)
+    return _home(request, viewer)
+
+
+@router.post("/home/devices/{device_id}/switch")
+def switch(request: Request, viewer: SignedIn, device_id: str,
+           value: Annotated[str, Form(max_length=3)] = "", tv: Annotated[bool, Form()] = False) -> Response:
+    """On/off for a light or a plug, through the registry's commands (scope checked there)."""
+    call, _ = _household(viewer)
+    if value not in ("on", "off"):
+        raise PageRefused(422, "value: on or off")
+    state = request.app.state
+    try:
+        commands.send_command(
+            call, device_id[:40], SWITCHABLE, value == "on", None,
+            publisher=getattr(state, "device_publisher", None), tracker=getattr(state, "command_tracker", None),
+            directory=getattr(state, "device_directory", None),
+            adapters_by_name=getattr(state, "device_adapters", None))
+    except commands.TransportUnavailable:
+        call.session.rollback()  # nothing of it stays; the page says why
+        return _home(request, viewer, status_code=503, problem="transport")
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    return _back(tv, "sent")
+
+
+@router.post("/home/scenes/{scene_id}/run")
+def run_scene(request: Request, viewer: SignedIn, scene_id: str, tv: Annotated[bool, Form()] = False) -> Response:
+    call, household = _household(viewer)
+    state = request.app.state
+    try:
+        scenes.run(call, household.id, scene_id[:40], publisher=getattr(state, "device_publisher", None),
+                   tracker=getattr(state, "command_tracker", None),
+                   directory=getattr(state, "device_directory", None),
+                   adapters_by_name=getattr(state, "device_adapters", None))
+    except commands.TransportUnavailable:
+        call.session.rollback()  # nothing of it stays; the page says why
+        return _home(request, viewer, status_code=503, problem="transport")
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    return _back(tv, "scene")
+
+
+@router.post("/home/mode")
+def set_mode(request: Request, viewer: SignedIn, mode: Annotated[str, Form(max_length=10)] = "",
+             tv: Annotated[bool, Form()] = False) -> Response:
+    """Arm and disarm (and away, sleep): ``rules.modes.change_mode``, audited there."""
+    call, household = _household(viewer)
+    if mode not in {m.value for m in Mode}:
+        raise PageRefused(422, "mode: home, away, armed or sleep")
+    try:
+        modes.change_mode(call, household.id, Mode(mode))
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    return _back(tv, "mode")
+
+
+@router.post("/home/alarms/{alarm_id}/resolve")
+def im_fine(request: Request, viewer: SignedIn, alarm_id: str, tv: Annotated[bool, Form()] = False) -> Response:
+    """The resident's "I'm fine": resolves an alarm of their household with that note."""
+    call, _ = _household(viewer)
+    try:
+        change = alarms.resolve(call, alarm_id[:40], "I'm fine (resident)")
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    publish_after_commit(request, call, change)
+    return _back(tv, "resolved")
+
+
+# -- reports -----------------------------------------------------------------------------------------
+@router.post("/home/reports")
+async def submit_report(request: Request, viewer: SignedIn,
+                        category_id: Annotated[str, Form(max_length=40)] = "",
+                        description: Annotated[str, Form(max_length=4000)] = "",
+                        photo: UploadFile | None = None) -> Response:
+    """A report from my home, with an optional photo (cleaned: re-encoded, metadata dropped)."""
+    call, household = _household(viewer)
+    data = await photo.read(photos.MAX_UPLOAD_BYTES + 1) if photo is not None and photo.filename else b""
+    try:
+        order = workorders.submit(call, WorkOrderSubmit(category_id=category_id, description=description.strip(),
+                                                        place_id=household.id))
+        if data:
+            workorders.add_photo(call, order.id, photos.clean(data, photo.content_type if photo else None))
+    except (CityWeaveError, ValidationError) as exc:
+        raise refuse(exc) from exc
+    return RedirectResponse(f"/home/reports/{order.id}?done=report", status_code=303)
+
+
+@router.get("/home/reports/{work_order_id}", response_class=HTMLResponse)
+def report(request: Request, viewer: SignedIn, work_order_id: str) -> Response:
+    call, _ = _household(viewer)
+    try:
+        order = workorders.get(call, work_order_id[:40])
+        events = workorders.history(call, order.id)
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    category = workorders.get_category(call.session, order.category_id, active_only=False)
+    done = request.query_params.get("done")
+    return _render(request, viewer, "home/report.html", order=order, events=events, category=category,
+                   photos=workorders.photo_ids(call.session, order.id), done=done if done in DONE else None,
+                   mine=order.reporter_user_id == call.principal.user_id)
+
+
+@router.post("/home/reports/{work_order_id}/rate")
+def rate(request: Request, viewer: SignedIn, work_order_id: str,
+         satisfaction: Annotated[int, Form()] = 0,
+         comment: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    call, _ = _household(viewer)
+    try:
+        workorders.rate(call, work_order_id[:40], RateInput(satisfaction=satisfaction, comment=comment.strip() or None))
+    except (CityWeaveError, ValidationError) as exc:
+        raise refuse(exc) from exc
+    return RedirectResponse(f"/home/reports/{work_order_id[:40]}?done=rated", status_code=303)
+
+
+@router.get("/photos/{work_order_id}/{photo_id}")
+def photo(viewer: SignedIn, work_order_id: str, photo_id: str) -> Response:
+    """A report's photo, for whoever may read the work order (its reporter, the handling side)."""
+    assert viewer.call is not None
+    try:
+        row = workorders.get_photo(viewer.call, work_order_id[:40], photo_id[:40])
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    return Response(row.data, media_type=row.content_type,
+                    headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"})
+

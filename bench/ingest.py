@@ -323,7 +323,7 @@ def measure_ingest(broker: PrivateMosquitto, phases: list[list[float]], args: ar
             "max": max(latency) if latency else float("nan"),
             "missing": len(acked - stored_set), "twice": twice, "not_acked": len(stored_set - acked),
             "after_restart": len(stored_set) - before_restart,
-            "readings": readings - len(rows), "max_queue": info["max_queue"], "max_backlog": max_backlog,
+            "readings": readings, "max_queue": info["max_queue"], "max_backlog": max_backlog,
             "dropped": info["dropped"], "batches": info["batches"],
             "rejected_by_adapters": info["rejected_by_adapters"]}
 

@@ -60,6 +60,9 @@ def bind(ctx: AppContext, fleet: Fleet) -> BindReport | None:
     started = time.perf_counter()
     homes = {h.id for h in fleet.households}
     with ctx.db.session() as session:
+        # The runtime (ingest batches, rule timer) commits all the time: a transaction that reads
+        # before it writes would fail with "database is locked" on SQLite (Database.write_first).
+        ctx.db.write_first(session)
         if not homes or session.execute(select(func.count()).select_from(Device).where(
                 Device.place_id.in_(homes))).scalar_one():
             return None

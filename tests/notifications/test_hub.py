@@ -62,7 +62,7 @@ def test_visible_matches_the_policy() -> None:
     assert not visible(RESIDENT, LiveEvent(type="notice", place_path=COMMUNITY, data={}))
     assert visible(GRID_WORKER, LiveEvent(type="notice", place_path=HOME, data={}))
     # A type nobody registered reaches unrestricted callers only.
-    unknown = LiveEvent(type="work_order", place_path=HOME, data={})
+    unknown = LiveEvent(type="parcel_locker", place_path=HOME, data={})
     assert visible(ADMIN, unknown) and not visible(RESIDENT, unknown) and not visible(GRID_WORKER, unknown)
     # A role without read access to alarms at all sees none.
     assert not visible(who(Role.SERVICE_PROVIDER, None), alarm(HOME))

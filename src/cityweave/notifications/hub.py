@@ -60,6 +60,9 @@ class LiveEvent:
     data: dict[str, Any]
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     id: int = 0
+    # What an EVENT_FILTERS rule needs to decide who may see the event but the page must not
+    # receive (a work order's reporter): kept beside the event, never sent.
+    access: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "place_path": self.place_path,

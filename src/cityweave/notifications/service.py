@@ -25,6 +25,7 @@ from cityweave.notifications.channels import (
 from cityweave.notifications.hub import NotificationHub
 from cityweave.notifications.notices import NoticeNotifier
 from cityweave.notifications.outbox import Dispatcher
+from cityweave.notifications.workorders import WorkOrderNotifier
 
 # The attribute of a bus naming the Notifications that listens on it (its lifetime is the bus's).
 _LISTENING = "_cityweave_notifications"
@@ -58,6 +59,7 @@ class Notifications:
         self.dispatcher = Dispatcher(ctx, self.channels, interval=interval)
         self.alarm_listener = AlarmNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
         self.notice_listener = NoticeNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
+        self.work_order_listener = WorkOrderNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
         self.started = False
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -87,6 +89,9 @@ class Notifications:
 
         self._unsubscribe.append(bus.subscribe(AlarmChange, self.alarm_listener))
         self._unsubscribe.append(bus.subscribe(RuleNotice, self.notice_listener))
+        from cityweave.workorders.events import WorkOrderChange
+
+        self._unsubscribe.append(bus.subscribe(WorkOrderChange, self.work_order_listener))
         setattr(bus, _LISTENING, self)
 
     def unsubscribe_bus(self) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,12 +47,14 @@ from cityweave.rules.builtin import BuiltinRules
 from cityweave.rules.engine import CommandPort, RuleEngine
 from cityweave.telemetry.sink import TelemetrySink
 from cityweave.telemetry.store import TelemetryStore, prune_expired
+from cityweave.workorders import deadlines
 
 log = logging.getLogger("cityweave.runtime")
 
 EXPIRE_INTERVAL_S = 1.0
 MAINTENANCE_FIRST_S = 60.0  # the first housekeeping pass after a start (then every interval)
 TICK_INTERVAL_S = 1.0
+WORK_ORDER_CHECK_S = 10.0  # work-order deadlines are minutes apart: a look every 10 s is plenty
 
 
 class TelemetryAndCommands:
@@ -287,11 +290,24 @@ class DeviceRuntime:
                     self._stop.wait(5.0)
 
     def _tick_loop(self) -> None:
+        last_work_orders = 0.0
         while not self._stop.wait(self._tick_interval):
             try:
                 self.rules.tick()
             except Exception:
                 log.exception("the rule timer failed")
+            if time.monotonic() - last_work_orders >= WORK_ORDER_CHECK_S:
+                last_work_orders = time.monotonic()
+                try:
+                    self.check_work_orders()
+                except Exception:
+                    log.exception("the work-order timer failed")
+
+    def check_work_orders(self) -> int:
+        """Escalate, auto-confirm and auto-close the work orders that are due (workorders.deadlines)."""
+        with self.ctx.db.session() as session:
+            self.ctx.db.write_first(session)
+            return deadlines.check(session, self.ctx.bus, self.ctx.clock.now())
 
     # -- the web side --------------------------------------------------------------------------------
     def install(self, app: Any) -> None:

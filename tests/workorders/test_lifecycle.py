@@ -216,3 +216,17 @@ def test_anonymous_reports_hide_the_reporter_even_from_handlers(ctx, world):
         assert not order.public  # an anonymous report never appears in public listings
     with as_user(ctx, world.user_ids[Role.PROPERTY_STAFF]) as call:
         assert service.reporter_label(call, service.get(call, order.id)) is None
+
+
+def test_the_running_service_checks_work_order_deadlines(ctx, world, clock):
+    """The runtime's timer thread calls this every few seconds; here it is called once."""
+    from cityweave.runtime import DeviceRuntime
+
+    with as_user(ctx, world.user_ids[Role.RESIDENT]) as call:
+        order_id = service.submit(call, report("noise")).id
+    runtime = DeviceRuntime(ctx)
+    assert runtime.check_work_orders() == 0
+    clock.advance(hours=49)
+    assert runtime.check_work_orders() == 1
+    with ctx.db.session() as session:
+        assert session.get(WorkOrder, order_id).escalation == 2

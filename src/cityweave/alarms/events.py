@@ -40,6 +40,9 @@ class AlarmRaise:
     device_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     escalation: tuple[EscalationStep, ...] = ()  # ordered; empty = no escalation
+    # How many occurrences this request stands for: the rule engine folds a batch's repeats of
+    # one cause into one request (a smoke detector chattering at 10 Hz costs one statement).
+    occurrences: int = 1
 
 
 @dataclass(frozen=True)

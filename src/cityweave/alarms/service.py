@@ -57,7 +57,7 @@ def raise_alarm(session: Session, request: AlarmRaise, now: datetime) -> AlarmCh
         "kind": literal(request.kind, _T.c.kind.type),
         "severity": literal(Severity(request.severity).value, _T.c.cause_key.type),
         "status": literal(AlarmStatus.RAISED.value, _T.c.cause_key.type),
-        "count": literal(1),
+        "count": literal(max(1, int(request.occurrences))),
         "rule_key": literal(request.rule_key, _T.c.rule_key.type),
         "device_id": literal(request.device_id, _T.c.device_id.type),
         "place_id": Place.id,
@@ -81,7 +81,7 @@ def raise_alarm(session: Session, request: AlarmRaise, now: datetime) -> AlarmCh
         index_elements=[_T.c.open_key],
         # The partial-index form is not needed: NULL open keys never conflict.
         set_={
-            "count": _T.c.count + 1,
+            "count": _T.c.count + stmt.excluded.count,
             "last_at": case((stmt.excluded.last_at > _T.c.last_at, stmt.excluded.last_at), else_=_T.c.last_at),
             "severity": case(
                 (_severity_rank(stmt.excluded.severity) > _severity_rank(_T.c.severity), stmt.excluded.severity),
@@ -95,7 +95,7 @@ def raise_alarm(session: Session, request: AlarmRaise, now: datetime) -> AlarmCh
     row = session.execute(stmt).one_or_none()
     if row is None:
         raise NotFound(f"no place {request.place_id!r} to raise alarm {request.cause_key!r} at")
-    first = row.count == 1
+    first = row.count == max(1, int(request.occurrences))  # an update adds to a count >= 1
     change: ChangeKind = "raised" if first else "repeated"
     audience = None
     if first:

@@ -377,6 +377,8 @@ class RuleEngine:
         self._staged: dict[int, _Staged] = {}
         self.firings: list[Firing] = []  # the most recent firings (bounded), for tests and status
         self.errors = 0  # batches whose rule evaluation failed (logged; their readings are stored)
+        # repeats folded per batch: (cause, kind) -> [rule, action, home, device, now, context, n]
+        self._pending: dict[tuple[str, str], list[Any]] = {}
         self._turn_key = hash(("cityweave-rules", os.getpid(), id(self))) & 0x7FFF_FFFF_FFFF_FFFF
         self.listeners: list[Callable[[Firing], None]] = []
         self._builtin_settings = builtin_settings  # name -> BuiltinRule (builtin.py), for params
@@ -517,6 +519,7 @@ class RuleEngine:
         del callbacks[registered:]
 
     def _observe(self, session: Session, stage: _Staged, relevant: list[Reading], now: datetime) -> list[Firing]:
+        self._pending = {}
         devices = self._devices(session, {r.device_key for r in relevant})
         households = self._household_infos(session, {d.household for d in devices.values() if d.household})
         fired: list[Firing] = []
@@ -534,6 +537,7 @@ class RuleEngine:
                     continue
                 fired.extend(self._evaluate(session, stage, rule, home, device, reading, now))
             self._last_value[(reading.device_key, reading.capability, reading.endpoint)] = reading.value
+        self._flush_repeats(session)
         return fired
 
     def _take_turn(self, session: Session) -> None:
@@ -994,6 +998,8 @@ class RuleEngine:
             return []
         if self._cooling(stage, rule, subject, now):
             return []
+        if self._pending:
+            self._flush_repeats(session)
         stage.last_fired[(rule.key, subject)] = now
         context = {**(details or {})}
         if reading is not None:
@@ -1020,13 +1026,27 @@ class RuleEngine:
         context = {"capability": reading.capability, "value": reading.value, "unit": reading.unit,
                    "measured_at": _iso(_aware(reading.timestamp))}
         for action in raises:
-            self._act(session, rule, action, home, device, now, context)
+            # Folded: a batch's repeats of one cause become one raise with ``occurrences`` = n,
+            # sent before anything else happens to that alarm and at the end of the batch.
+            cause = f"{rule.group}:{self._source(rule, device, home.id)}"
+            pending = self._pending.get((cause, action.kind))
+            if pending is None:
+                self._pending[(cause, action.kind)] = [rule, action, home, device, now, context, 1]
+            else:
+                pending[4], pending[5], pending[6] = now, context, pending[6] + 1
         return [Firing(rule.key, subject, home.id, "repeated", now, device.id)]
+
+    def _flush_repeats(self, session: Session) -> None:
+        pending, self._pending = self._pending, {}
+        for rule, action, home, device, now, context, count in pending.values():
+            self._raise(session, rule, action, home, device, now, context, occurrences=count)
 
     def _leave(self, session: Session, stage: _Staged, rule: EngineRule, home: HouseholdInfo,
                device: DeviceInfo | None, subject: str, now: datetime) -> list[Firing]:
         if not rule.clears:
             return []
+        if self._pending:
+            self._flush_repeats(session)
         siblings = [r for r in self._rules.values() if r.group == rule.group and r.key != rule.key]
         if any((st := self._get(stage, (r.key, subject)) or {}).get("active") and st.get("fired", True)
                for r in siblings):
@@ -1068,7 +1088,7 @@ class RuleEngine:
             self._work_order(session, rule, action, home, device, now, context)
 
     def _raise(self, session: Session, rule: EngineRule, action: m.RaiseAlarmAction, home: HouseholdInfo,
-               device: DeviceInfo | None, now: datetime, context: dict[str, Any]) -> None:
+               device: DeviceInfo | None, now: datetime, context: dict[str, Any], *, occurrences: int = 1) -> None:
         alarms = self._alarm_service()
         if alarms is None:
             log.warning("rule %s would raise an alarm, but no alarm service is installed", rule.key)
@@ -1081,7 +1101,7 @@ class RuleEngine:
             cause_key=f"{rule.group}:{self._source(rule, device, home.id)}", kind=action.kind,
             severity=Severity(action.severity), place_id=home.id, rule_key=rule.key,
             device_id=device.id if device else None, title=title, details=_flat(context),
-            escalation=escalation_chain(action.escalation),
+            escalation=escalation_chain(action.escalation), occurrences=occurrences,
         )
         change = alarms.raise_alarm(session, request, now)
         self._publish_after_commit(session, [change])

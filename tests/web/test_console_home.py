@@ -95,6 +95,9 @@ def test_alarms_are_acknowledged_dispatched_with_a_work_order_and_resolved(clien
         alarm = session.get(Alarm, alarm_id)
         assert alarm.status is AlarmStatus.RESOLVED and alarm.work_order_requested
     assert client.get(f"/console/alarms/{other}").status_code == 404
+    fragment = client.get("/console/alarms-table?status=all")  # what htmx swaps in on a live event
+    assert fragment.status_code == 200 and fragment.text.startswith('<div id="alarm-table"')
+    assert alarm_id in fragment.text and other not in fragment.text and "<html" not in fragment.text
     assert client.post(f"/console/alarms/{other}/resolve", data={"csrf": token, "note": "x"}).status_code == 404
 
 

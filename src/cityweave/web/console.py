@@ -60,17 +60,26 @@ def _offset(page: int) -> int:
 
 
 # -- alarms ------------------------------------------------------------------------------------------
+@router.get("/alarms-table", response_class=HTMLResponse)
+def alarm_table(request: Request, viewer: SignedIn,
+                status: Annotated[str, Query(pattern="^(open|raised|acknowledged|dispatched|resolved|cleared|all)$")] = "open",
+                severity: Annotated[str, Query(pattern="^(|critical|major|minor|warning|info)$")] = "",
+                page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+    """The alarms table alone: htmx swaps it in when a live event arrives (no reload)."""
+    return alarm_list(request, viewer, status, severity, page, template="console/_alarm_table.html")
+
+
 @router.get("/alarms", response_class=HTMLResponse)
 def alarm_list(request: Request, viewer: SignedIn,
                status: Annotated[str, Query(pattern="^(open|raised|acknowledged|dispatched|resolved|cleared|all)$")] = "open",
                severity: Annotated[str, Query(pattern="^(|critical|major|minor|warning|info)$")] = "",
-               page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+               page: Annotated[int, Query(ge=1, le=10_000)] = 1, template: str = "console/alarms.html") -> Response:
     call = staff_call(viewer)
     result = alarms.list_alarms(call, PageRequest(limit=PAGE, offset=_offset(page), sort="-last_at"),
                                 status=None if status == "all" else status,
                                 severity=Severity(severity) if severity else None)
     may_dispatch = call.principal.may(Resource.ALARM, Action.DISPATCH)
-    return _render(request, viewer, "console/alarms.html", alarms=result.items, total=result.total, page=page,
+    return _render(request, viewer, template, alarms=result.items, total=result.total, page=page,
                    pages=max(1, -(-result.total // PAGE)), status=status, severity=severity,
                    severities=SEVERITIES, may_dispatch=may_dispatch, title=_title)
 

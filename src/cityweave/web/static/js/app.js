@@ -5,9 +5,11 @@
   // -- Live feed: server-sent events from /api/v1/events (the session cookie authenticates).
   function startLiveFeed() {
     var feed = document.getElementById("live-feed");
-    if (!feed || !window.EventSource) { return; }
+    // The overview's feed, or any part of a page that refreshes itself on events (data-live).
+    if ((!feed && !document.querySelector("[data-live]")) || !window.EventSource) { return; }
     var source = new EventSource("/api/v1/events?types=alarm,work_order");
     function show(kind, data) {
+      if (!feed) { document.body.dispatchEvent(new CustomEvent("cw:live")); return; }
       var item = document.createElement("li");
       var title = data.title ? (data.title[document.documentElement.lang] || data.title["zh-CN"]) : "";
       item.className = "sev-" + (data.severity || "info");

@@ -24,7 +24,7 @@ from cityweave.ingest.metrics import IngestMetrics
 from cityweave.ingest.pipeline import Inbound, Pipeline
 from cityweave.ingest.receipts import IngestReceipt, digest
 from cityweave.ingest.sinks import MemorySink
-from tests.ingest.support import native_state
+from tests.ingest.support import native_state, wait_until
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -238,3 +238,52 @@ def test_migration_creates_the_receipts_table(tmp_path: Path):
     columns = {c["name"] for c in inspect(database.engine).get_columns("ingest_receipts")}
     assert columns == {"client_id", "packet_id", "digest", "stored_at"}
     database.dispose()
+
+
+def _smoke(device: str, number: int) -> tuple[str, bytes]:
+    body = {"v": 1, "kind": "state", "device": device, "seq": number,
+            "readings": [{"capability": "smoke", "value": True, "endpoint": f"s{number}"}]}
+    return f"cityweave/v1/{device}/state", json.dumps(body).encode()
+
+
+class SlowSink(MemorySink):
+    """Each batch takes a while, as a loaded store does: a backlog builds up behind it."""
+
+    def write_batch(self, session, readings) -> None:
+        time.sleep(0.02)
+        super().write_batch(session, readings)
+
+
+def test_a_safety_topic_skips_the_backlog_of_ordinary_telemetry():
+    pipeline, sink, _, _ = make(bindings=("meter", "smoke1"), sink=SlowSink(), batch_size=50)
+    # The first smoke report teaches the pipeline that this topic carries life-safety readings.
+    pipeline.process([msg(*_smoke("smoke1", 0), mid=1)])
+    assert "cityweave/v1/smoke1/state" in pipeline.safety_topics
+    backlog = 2_000
+    for i in range(backlog):
+        pipeline.submit(msg(*native_state("meter", i), mid=10 + i))
+    pipeline.submit(msg(*_smoke("smoke1", 1), mid=5_000))
+    assert pipeline.safety_lane.qsize() == 1
+    pipeline.start()
+    try:
+        assert wait_until(lambda: any(r.endpoint == "s1" for r in list(sink.readings)), 30)
+        order = [r.endpoint for r in list(sink.readings)]
+        meters_before = sum(1 for e in order[:order.index("s1")] if e and e.startswith("m"))
+        # Stored with the first batch the worker took, not after the 2,000 queued before it.
+        assert meters_before == 0, meters_before
+        assert wait_until(lambda: len(sink.readings) == backlog + 2, 60)
+    finally:
+        pipeline.stop()
+
+
+def test_a_full_safety_lane_falls_back_to_the_ordinary_queue():
+    pipeline, sink, _, _ = make(bindings=("meter", "smoke1"))
+    pipeline.process([msg(*_smoke("smoke1", 0), mid=1)])
+    for i in range(1_005):  # more than the lane holds: the rest takes the ordinary queue
+        pipeline.submit(msg(*_smoke("smoke1", i + 1), mid=10 + i))
+    assert pipeline.safety_lane.full() and pipeline.queue.qsize() >= 5
+    pipeline.start()
+    try:
+        assert wait_until(lambda: len(sink.readings) == 1_006, 30)
+    finally:
+        pipeline.stop()

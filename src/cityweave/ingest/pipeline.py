@@ -22,6 +22,7 @@ alone, each counted as ``store_error``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -38,6 +39,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from cityweave.clock import Clock
 from cityweave.db.engine import Database
 from cityweave.devices.adapters import VendorAdapter
+from cityweave.devices.capabilities import CAPABILITIES
 from cityweave.devices.reading import AvailabilityChange, DecodeResult, Reading
 from cityweave.devices.reasons import Reason
 from cityweave.ingest import receipts
@@ -52,6 +54,15 @@ STORE_ERROR = "store_error"
 _TOPIC_CACHE_LIMIT = 100_000
 _TRANSIENT = (OperationalError, InterfaceError)
 _SMALL_BATCH = 32  # below this, a batch may linger for more messages when the queue is empty
+# The safety lane: topics that have carried a life-safety reading (smoke, gas, CO, water leak,
+# an emergency call, a fall: ``Capability.safety``) skip the queue of ordinary telemetry, so a
+# smoke report never waits behind thousands of meter readings. A topic joins the lane when the
+# worker first decodes such a reading from it; the lane is small and, if ever full, its messages
+# simply take the ordinary queue.
+SAFETY_CAPABILITIES = frozenset(name for name, capability in CAPABILITIES.items() if capability.safety)
+_SAFETY_LANE_SIZE = 1_000
+_SAFETY_TOPICS_LIMIT = 100_000
+_WAKE = None  # put in the ordinary queue to wake a worker that waits there
 _MAX_LINGER_SECONDS = 0.002
 
 
@@ -97,7 +108,9 @@ class Pipeline:
         self.client_id = client_id
         self.clock = clock or Clock()
         self.metrics = metrics or IngestMetrics()
-        self.queue: queue.Queue[Inbound] = queue.Queue(maxsize=queue_size)
+        self.queue: queue.Queue[Inbound | None] = queue.Queue(maxsize=queue_size)
+        self.safety_lane: queue.Queue[Inbound] = queue.Queue(maxsize=_SAFETY_LANE_SIZE)
+        self.safety_topics: set[str] = set()
         self.batch_size = batch_size
         self.batch_seconds = batch_ms / 1000
         # How long a small batch waits for companions when the queue runs dry (see _take).
@@ -121,6 +134,15 @@ class Pipeline:
         if not self._accepting:
             return False
         self.metrics.received_one(item.transport)
+        if item.topic in self.safety_topics:
+            try:
+                self.safety_lane.put_nowait(item)
+                if self.queue.empty():
+                    with contextlib.suppress(queue.Full):
+                        self.queue.put_nowait(_WAKE)
+                return True
+            except queue.Full:
+                pass  # the lane is full: the ordinary queue takes it
         while True:
             try:
                 self.queue.put(item, timeout=0.5 if timeout is None else timeout)
@@ -180,16 +202,26 @@ class Pipeline:
         for companions, so an idle system commits a lone alarm within milliseconds and a busy
         one makes large batches by itself: messages pile up while the previous batch is
         processed, so batch size follows the load and latency stays about one batch's work."""
+        urgent = self._take_safety_lane()
+        if urgent:
+            return urgent
         try:
             first = self.queue.get(timeout=0.2)
         except queue.Empty:
             return []
+        if first is _WAKE:
+            return self._take_safety_lane()
         batch = [first]
         get = self.queue.get_nowait
+        lane = self.safety_lane
         deadline = 0.0
         while len(batch) < self.batch_size:
+            if not lane.empty():
+                break  # commit what we have; the safety lane goes next
             try:
-                batch.append(get())
+                item = get()
+                if item is not _WAKE:
+                    batch.append(item)
                 continue
             except queue.Empty:
                 pass
@@ -205,6 +237,20 @@ class Pipeline:
             # more than the messages themselves.
             time.sleep(min(deadline - now, 0.0005))
         return batch
+
+    def _take_safety_lane(self) -> list[Inbound]:
+        batch: list[Inbound] = []
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self.safety_lane.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _learn_safety_topic(self, topic: str, result: DecodeResult) -> None:
+        if topic not in self.safety_topics and len(self.safety_topics) < _SAFETY_TOPICS_LIMIT and any(
+                r.capability in SAFETY_CAPABILITIES for r in result.readings):
+            self.safety_topics.add(topic)
 
     # -- one batch -------------------------------------------------------------------------------
     def process(self, batch: list[Inbound]) -> None:
@@ -286,6 +332,8 @@ class Pipeline:
                 if result.dropped:
                     drops.append(str(result.rejections[0].reason))
                 self._collect(result, readings, events)
+                if result.readings:
+                    self._learn_safety_topic(item.topic, result)
             if readings:
                 self.readings.write_batch(session, readings)
             if events and self.events is not None:

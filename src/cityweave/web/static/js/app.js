@@ -21,7 +21,8 @@
     }
     ["alarm", "work_order"].forEach(function (kind) {
       source.addEventListener(kind, function (event) {
-        try { show(kind, JSON.parse(event.data)); } catch (e) { /* a malformed event is skipped */ }
+        // The stream's data is {id, type, place_path, at, data: {...the event's fields}}.
+        try { show(kind, JSON.parse(event.data).data || {}); } catch (e) { /* a malformed event is skipped */ }
       });
     });
     source.addEventListener("resync", function () { document.body.dispatchEvent(new CustomEvent("cw:live")); });

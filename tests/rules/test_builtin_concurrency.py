@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from cityweave.alarms.models import OPEN, Alarm
@@ -16,7 +17,6 @@ from cityweave.clock import ManualClock
 from cityweave.context import AppContext
 from cityweave.runtime import DeviceRuntime
 from cityweave.simulator.fleet import SMOKE, ZIGBEE2MQTT
-from tests.conftest import need_service
 from tests.rules.e2e import (
     Harness,
     harness_fixture,  # noqa: F401 - the fixture
@@ -78,7 +78,9 @@ def test_a_thousand_smoke_messages_make_one_alarm_counted_a_thousand_times(harne
 def test_two_ingest_runtimes_share_the_flood_and_still_count_one_alarm(harness: Harness, ctx: AppContext,
                                                                        clock: ManualClock, backend: str) -> None:
     if backend != "postgres":
-        need_service("PostgreSQL", "two ingest processes writing at once is the PostgreSQL deployment")
+        # Not a missing server: this case is about the PostgreSQL deployment only (so a skip, not
+        # need_service, which fails under CI=true).
+        pytest.skip("two ingest processes writing at once is the PostgreSQL deployment")
     smoke = harness.bind(OTHER_HOME, SMOKE, ZIGBEE2MQTT)
     group = f"cw-rules-{uuid.uuid4().hex[:8]}"
     first = harness.start(mqtt_shared_group=group)

@@ -41,12 +41,12 @@ def free_port() -> int:
 
 def percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
-    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     return (f"p50 {p(0.50) * 1000:7.2f} ms   p99 {p(0.99) * 1000:7.2f} ms   "
             f"mean {statistics.fmean(ordered) * 1000:7.2f} ms")
 
 
-def time_calls(fn, n: int) -> list[float]:  # noqa: ANN001
+def time_calls(fn, n: int) -> list[float]:
     fn()  # warm-up
     samples = []
     for _ in range(n):

@@ -37,7 +37,7 @@ from cityweave.workorders import stats
 from cityweave.workorders.models import Category, Channel, Status, WorkOrder
 
 
-def timed(fn, repeat: int = 5) -> str:  # noqa: ANN001
+def timed(fn, repeat: int = 5) -> str:
     fn()  # warm-up
     samples = []
     for _ in range(repeat):
@@ -116,7 +116,7 @@ def main() -> None:
                 print(f"  statistics by {by.value:<10} {timed(lambda: stats.summarise(call, by=by, days=180))}")
             print(f"  hot spots               {timed(lambda: stats.hotspots(call, days=180))}")
             print(f"  rising categories       {timed(lambda: stats.rising(call))}")
-        floor = lambda: session.execute(text(  # noqa: E731
+        floor = lambda: session.execute(text(
             "SELECT category_id, count(*) FROM work_orders GROUP BY category_id")).all()
         print(f"\nfloor: plain GROUP BY count   {timed(floor)}")
     ctx.db.dispose()

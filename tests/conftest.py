@@ -133,12 +133,12 @@ def world(template: Template) -> World:
 
 
 @pytest.fixture
-def app(ctx: AppContext):  # noqa: ANN201
+def app(ctx: AppContext):
     return create_app(ctx)
 
 
 @pytest.fixture
-def client(app) -> Iterator[TestClient]:  # noqa: ANN001
+def client(app) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

@@ -10,7 +10,7 @@ from tests.conftest import auth
 from tests.world import PASSWORD, World
 
 
-def login(client: TestClient, username: str = "resident_a", password: str = PASSWORD):  # noqa: ANN201
+def login(client: TestClient, username: str = "resident_a", password: str = PASSWORD):
     return client.post("/api/v1/auth/token", data={"username": username, "password": password})
 
 

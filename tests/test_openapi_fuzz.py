@@ -16,7 +16,7 @@ from tests.world import World
 
 
 @pytest.fixture
-def api_schema(app):  # noqa: ANN001, ANN201
+def api_schema(app):
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
@@ -29,7 +29,7 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/ev
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
-def test_no_server_errors(case, world: World) -> None:  # noqa: ANN001
+def test_no_server_errors(case, world: World) -> None:
     response = case.call(headers=auth(world.token(Role.PLATFORM_ADMIN)))
     assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:500]}"
     if 400 <= response.status_code < 500:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from cityweave.devices.reasons import Reason
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
-NOW = datetime(2026, 3, 1, 8, 15, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 8, 15, tzinfo=UTC)
 
 
 def fixtures_root() -> Path | None:

@@ -9,7 +9,15 @@ import pytest
 from cityweave.devices.adapters.homeassistant import TemplateError, expand, render_template
 from cityweave.devices.command import Command, CommandRejected
 from cityweave.devices.reading import Quality
-from tests.devices.support import adapter, assert_clean, decode, load_json, reasons, require_fixtures, values
+from tests.devices.support import (
+    adapter,
+    assert_clean,
+    decode,
+    load_json,
+    reasons,
+    require_fixtures,
+    values,
+)
 
 # Authored discovery variants: the capability each must produce.
 AUTHORED = {"kitchen_smoke": "smoke", "kitchen_gas": "gas", "bathroom_leak": "water_leak",

@@ -26,7 +26,7 @@ def _validator():
 
 
 def _doc_examples():
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", DOC.read_text("utf-8"), re.S)]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", DOC.read_text("utf-8"), re.DOTALL)]
 
 
 def _bound():

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cityweave.devices import capabilities
-from cityweave.devices.capabilities import CAPABILITIES
 from cityweave.devices.adapters import adapter_classes, adapter_for_topic, create, create_all
 from cityweave.devices.adapters.base import AdapterSettings, Message, VendorAdapter, topic_matches
 from cityweave.devices.binding import DeviceBinding, InMemoryDirectory
+from cityweave.devices.capabilities import CAPABILITIES
 from cityweave.devices.metrics import DecodeMetrics
 from cityweave.devices.reasons import Reason
 from tests.devices.support import NOW

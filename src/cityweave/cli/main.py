@@ -129,7 +129,7 @@ def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | N
             runtime.stop()
 
 
-def _sock_name(sock) -> str:  # noqa: ANN001
+def _sock_name(sock) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -244,7 +244,7 @@ def _system_call(data_dir: Path | None) -> Iterator[Call]:
         _fail(exc)
 
 
-def _user_by_name(call, username: str):  # noqa: ANN001, ANN202
+def _user_by_name(call, username: str):
     from sqlalchemy import select
 
     from cityweave.accounts.models import User

@@ -43,7 +43,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
 
-def StrEnumColumn(enum_class: type[enum.StrEnum], length: int) -> Enum:  # noqa: N802 - reads as a type
+def StrEnumColumn(enum_class: type[enum.StrEnum], length: int) -> Enum:
     """A VARCHAR holding the enum's *values* (``"household"``), not its Python member names, so
     raw SQL, exports and other services read the same words the API uses."""
     return Enum(

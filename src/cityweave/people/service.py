@@ -212,7 +212,7 @@ def new_person(
     data: PersonCreate,
     households: list[Place],
     *,
-    now,  # noqa: ANN001 - a datetime; kept positional-free for the bulk loaders
+    now,
     person_id: str | None = None,
     flush: bool = True,
 ) -> Person:

@@ -15,7 +15,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import orjson
@@ -102,7 +102,7 @@ def epoch_to_datetime(value: Any) -> datetime | None:
     if number > 1e11:  # milliseconds
         number /= 1000.0
     try:
-        return datetime.fromtimestamp(number, timezone.utc)
+        return datetime.fromtimestamp(number, UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -269,7 +269,7 @@ class VendorAdapter(ABC):
         else:
             try:
                 self._decode(message)
-            except Exception as exc:  # noqa: BLE001 - one bad message must not stop ingestion
+            except Exception as exc:
                 log.exception("adapter %s failed on topic %s", self.name, topic)
                 message.result.readings.clear()
                 message.reject(Reason.ADAPTER_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")

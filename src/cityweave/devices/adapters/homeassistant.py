@@ -31,7 +31,13 @@ import orjson
 
 from cityweave.devices import capabilities
 from cityweave.devices import types as device_types
-from cityweave.devices.adapters.base import DiscoveryError, Message, VendorAdapter, as_number, lookup
+from cityweave.devices.adapters.base import (
+    DiscoveryError,
+    Message,
+    VendorAdapter,
+    as_number,
+    lookup,
+)
 from cityweave.devices.binding import DeviceBinding, DeviceDirectory
 from cityweave.devices.command import Command, CommandRejected, EncodedCommand, ExpectedEcho
 from cityweave.devices.discovery import CapabilityRef, DiscoveredDevice
@@ -130,7 +136,7 @@ class TemplateError(ValueError):
     pass
 
 
-_TEMPLATE = re.compile(r"^\s*\{\{\s*(.+?)\s*\}\}\s*$", re.S)
+_TEMPLATE = re.compile(r"^\s*\{\{\s*(.+?)\s*\}\}\s*$", re.DOTALL)
 _ACCESS = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]|\[\s*(\d+)\s*\]")
 _FILTER = re.compile(r"^([a-z_]+)(?:\((.*)\))?$")
 

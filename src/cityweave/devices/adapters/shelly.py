@@ -18,7 +18,7 @@ A Gen2 device that sends ``NotifyFullStatus`` without being bound appears as dis
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from cityweave.devices import types as device_types
@@ -36,7 +36,7 @@ from cityweave.devices.discovery import CapabilityRef, DiscoveredDevice
 from cityweave.devices.reasons import Reason
 
 GEN1_ROOT = "shellies"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Components that describe the device's own housekeeping, understood and not turned into readings.
 _HOUSEKEEPING = {"sys", "cloud", "mqtt", "ble", "ws", "eth", "knx", "matter", "bthome", "blugw",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from cityweave.devices import types as device_types
@@ -48,7 +48,7 @@ ENERGY_FIELDS: dict[str, str] = {
 _HOUSEKEEPING = {"Time", "Uptime", "UptimeSec", "Heap", "SleepMode", "Sleep", "LoadAvg",
                  "MqttCount", "TempUnit", "PressureUnit", "SpeedUnit", "Epoch", "TotalStartTime"}
 _SHUTTER_COMMANDS = {"ShutterOpen": "open", "ShutterClose": "close", "ShutterStop": "stop"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def split_topic(topic: str) -> tuple[str, str, str] | None:
@@ -260,7 +260,7 @@ class TasmotaAdapter(VendorAdapter):
                     message.read(capability, item, endpoint=sub, source=f"{where}[{index - 1}]")
             elif isinstance(value, dict):
                 for phase, item in value.items():
-                    label = phase[len("Phase"):] if phase.startswith("Phase") else phase
+                    label = phase.removeprefix("Phase")
                     sub = f"{endpoint}.{label}" if endpoint else label
                     message.read(capability, item, endpoint=sub, source=f"{where}.{phase}")
             else:

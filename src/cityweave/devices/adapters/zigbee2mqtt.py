@@ -163,9 +163,7 @@ class Zigbee2MqttAdapter(VendorAdapter):
             self._availability(message, name)
         elif last == "set" and name:
             self._observed(message, name)
-        elif last == "get" and name:
-            message.ignore()
-        elif name and rest.split("/")[-2:-1] == ["set"]:  # <name>/set/<property>
+        elif last == "get" and name or name and rest.split("/")[-2:-1] == ["set"]:
             message.ignore()
         else:
             self._state(message, rest)

@@ -54,8 +54,10 @@ def live_server(ctx: AppContext) -> Iterator[LiveServer]:
         sock.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium() -> Iterator[Any]:
+    # Per test, not per session: Playwright's sync API keeps an asyncio loop running in the main
+    # thread while it is started, and later tests that call asyncio.run() would fail.
     if not Path(CHROMIUM).exists():
         need_service("Chromium", f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     try:

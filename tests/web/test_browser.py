@@ -116,6 +116,11 @@ def test_every_main_page_passes_axe_and_a_report_reaches_the_queue(live_server, 
     assert page.locator("img.photo").evaluate("img => img.complete && img.naturalWidth > 0")
     number = page.get_by_role("heading", level=1).inner_text().split()[-1]
     check("home-report-zh")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: mobile-first layout
+    page.goto(f"{base}/home")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    check("home-mobile-zh")
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{base}/home?tv=1")
     assert "tv" in (page.locator("body").get_attribute("class") or "")
     check("home-tv-zh")
@@ -125,6 +130,12 @@ def test_every_main_page_passes_axe_and_a_report_reaches_the_queue(live_server, 
     sign_in(page, base, ADMIN)
     page.wait_for_url(f"{base}/console")
     check("console-overview-zh")
+    # Keyboard only: the first Tab reaches the skip link, visibly focused; it leads to the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.className") == "skip"
+    assert page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => location.hash") == "#main"
     page.get_by_role("link", name="工单", exact=True).click()
     page.wait_for_url(f"{base}/console/workorders")
     assert page.get_by_role("link", name=number).is_visible()

@@ -347,3 +347,24 @@ def test_every_post_needs_the_csrf_token(client, world, path):
     sign_in(client, ADMIN if path.startswith("/console") else RESIDENT)
     assert client.post(path, data={"note": "x", "mode": "home", "value": "on"}).status_code == 403
     assert client.post(path, data={"csrf": "f" * 64}).status_code == 403
+
+
+@pytest.mark.parametrize("role", [Role.GRID_WORKER, Role.PROPERTY_STAFF, Role.DEPARTMENT_OFFICER,
+                                  Role.SERVICE_PROVIDER, Role.CITY_OPERATOR, Role.PLATFORM_ADMIN])
+def test_console_pages_answer_every_staff_role_without_errors(client, ctx, world, role):
+    """Whatever the role may read: a page (200) or a refusal (403), never a server error."""
+    from cityweave.accounts import service as accounts
+    from cityweave.accounts.models import User
+
+    raise_alarm(ctx, "ca-b1-u1-102")
+    with ctx.db.session() as session:
+        token = accounts.issue_session(ctx, session, session.get(User, world.user_ids[role]), source_ip=None)
+    client.cookies.set("cw_session", token)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/console"
+    for path in ["/console", "/console/alarms", "/console/workorders", "/console/statistics", "/console/residents",
+                 "/console/devices", "/console/community"]:
+        assert client.get(path).status_code in (200, 403), (role, path)
+    masked = client.get("/console/residents")
+    assert "王秀英" not in masked.text and "13800001101" not in masked.text
+    if role in (Role.PROPERTY_STAFF, Role.CITY_OPERATOR):
+        assert "独居老人" not in masked.text  # these roles do not read care tags

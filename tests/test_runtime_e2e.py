@@ -25,6 +25,7 @@ from cityweave.accounts.models import Role, User
 from cityweave.api.app import create_app
 from cityweave.clock import ManualClock
 from cityweave.context import AppContext
+from cityweave.devices.registry.live import DeviceStateChange
 from cityweave.runtime import DeviceRuntime
 from cityweave.simulator.runner import Broker
 from tests.conftest import auth, need_service
@@ -118,6 +119,8 @@ def test_plug_reports_and_obeys_through_mosquitto(ctx: AppContext, world: World,
     registered = client.post("/api/v1/devices", json=body, headers=resident)
     assert registered.status_code == 201, registered.text
     device_id = registered.json()["device"]["id"]
+    announced: queue.Queue[DeviceStateChange] = queue.Queue()
+    stop_listening = ctx.bus.subscribe(DeviceStateChange, announced.put)
 
     received: queue.Queue[paho.MQTTMessage] = queue.Queue()
     subscribed: queue.Queue[bool] = queue.Queue()
@@ -177,10 +180,18 @@ def test_plug_reports_and_obeys_through_mosquitto(ctx: AppContext, world: World,
         on_off = _value(client, f"/api/v1/devices/{device_id}/state", resident, "on_off")
         assert on_off is not None and on_off["value"] is False
         assert len(runtime.tracker) == 0
+        # Live pages heard of the echo: the switch's new state, announced at the plug's place.
+        changes = []
+        while not announced.empty():
+            changes.append(announced.get_nowait())
+        mine = [c for c in changes if c.device_id == device_id]
+        assert mine and mine[0].place_path.rstrip("/").endswith(HOUSEHOLD)
+        assert mine[0].values["on_off"]["value"] is True and mine[-1].values["on_off"]["value"] is False
 
         ready = client.get("/readyz").json()
         assert ready["ingest"]["connected"] is True and ready["ingest"]["embedded_broker"] is False
     finally:
+        stop_listening()
         _close(listener, device)
 
 

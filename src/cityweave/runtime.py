@@ -13,8 +13,10 @@ What is wired:
 - announcements, availability and last-seen go to the registry (``RegistryEventSink``), and the
   devices' replies to commands (``DeviceEvents.acks``: Shelly RPC results and errors, MIoT codes,
   native ``ack``) to the ``CommandTracker``, in the same batch transaction (``RegistryAndAcks``);
+- what changed in a batch is announced after its commit as ``DeviceStateChange`` on ``ctx.bus``
+  (``StateChangeFeed``): live pages show a switch's echo without polling;
 - the rule engine (``rules/engine.py``, built-ins from ``rules/builtin.py``) after both sinks, in
-  the same batch transaction (:class:`ThenRules`): readings after telemetry and command tracking,
+  the same batch transaction (:class:`InOrder`): readings after telemetry and command tracking,
   availability changes after the registry; its device commands go out through the ingest's MQTT
   client after the commit, its alarm changes and notices on ``ctx.bus``;
 - a small thread times out commands whose echo never came; another ticks the rule engine once a
@@ -36,6 +38,7 @@ from cityweave.context import AppContext
 from cityweave.devices.reading import CommandAck, Reading
 from cityweave.devices.registry.commands import CommandTracker, Outcome, apply_outcomes
 from cityweave.devices.registry.directory import DatabaseDirectory
+from cityweave.devices.registry.live import StateChangeFeed
 from cityweave.devices.registry.places import RegistryPlaces
 from cityweave.devices.registry.sink import RegistryEventSink
 from cityweave.devices.registry.verifier import DatabaseTokenVerifier, MqttLoginVerifier
@@ -119,23 +122,24 @@ class RegistryAndAcks:
             self.commands.observe_acks(session, [ack for ack, _ in acks])
 
 
-class ThenRules:
-    """An ingest sink (readings or device events) followed by the rule engine, in one transaction.
+class InOrder:
+    """Several ingest sinks (readings or device events) called in order in one transaction.
 
-    Neither commits; the engine runs in a savepoint of its own, so a failing rule never costs the
-    batch its readings (``RuleEngine.observe``)."""
+    None of them commits. The rule engine, last, runs in a savepoint of its own, so a failing rule
+    never costs the batch its readings (``RuleEngine.observe``)."""
 
-    def __init__(self, first: Any, rules: RuleEngine) -> None:
-        self.first = first
-        self.rules = rules
+    def __init__(self, *sinks: Any) -> None:
+        self.sinks = sinks
 
     def write_batch(self, session: Any, readings: Sequence[Reading]) -> None:
-        self.first.write_batch(session, readings)
-        self.rules.write_batch(session, readings)
+        for sink in self.sinks:
+            if hasattr(sink, "write_batch"):
+                sink.write_batch(session, readings)
 
     def write_events(self, session: Any, events: Any) -> None:
-        self.first.write_events(session, events)
-        self.rules.write_events(session, events)
+        for sink in self.sinks:
+            if hasattr(sink, "write_events"):
+                sink.write_events(session, events)
 
 
 def build_rule_engine(ctx: AppContext, commands: CommandPort | None = None) -> RuleEngine:
@@ -158,11 +162,13 @@ class DeviceRuntime:
         self.tracker = CommandTracker(ctx.clock)
         self.telemetry = TelemetrySink(TelemetryStore(ctx.clock), places=RegistryPlaces())
         self.readings = TelemetryAndCommands(self.telemetry, self.tracker)
+        self.live_states = StateChangeFeed(RegistryPlaces(), ctx.bus.publish)
         self.rule_commands = CommandPort(tracker=self.tracker, failed=self.readings.give_back)
         self.rules = build_rule_engine(ctx, self.rule_commands)
         self.ingest = IngestService(
-            ctx.settings, directory=self.directory, readings=ThenRules(self.readings, self.rules),
-            events=ThenRules(RegistryAndAcks(RegistryEventSink(), self.readings), self.rules),
+            ctx.settings, directory=self.directory,
+            readings=InOrder(self.readings, self.live_states, self.rules),
+            events=InOrder(RegistryAndAcks(RegistryEventSink(), self.readings), self.rules),
             db=ctx.db, clock=ctx.clock, node=node, device_login=MqttLoginVerifier(ctx.db, ctx.clock).check,
         )
         # the rules' commands leave through the ingest's MQTT client, encoded by its own adapters

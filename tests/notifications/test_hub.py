@@ -157,6 +157,31 @@ def test_a_last_event_id_the_ring_cannot_serve_gives_resync(last: str) -> None:
     asyncio.run(main())
 
 
+def test_device_states_go_live_but_never_push_alarms_out_of_the_ring() -> None:
+    async def main() -> None:
+        hub = NotificationHub(ring_size=3)
+        first = hub.publish(alarm(HOME, 0)).id
+        live = hub.subscribe(RESIDENT)
+        states = [hub.publish(LiveEvent(type="device_state", place_path=HOME, data={"n": 100 + n},
+                                        replayable=False)).id for n in range(10)]
+        hub.publish(alarm(HOME, 1))
+        # Subscribers see every event as it happens ...
+        assert [e.data["n"] for e in await drain(live)] == [*range(100, 110), 1]
+        # ... a reconnecting page gets the alarms it missed, with no gap, and no stale states,
+        resumed = hub.subscribe(RESIDENT, last_event_id=first)
+        assert [e.data["n"] for e in await drain(resumed)] == [1]
+        # also when the id it saw last was a device state's.
+        after_state = hub.subscribe(RESIDENT, last_event_id=states[4])
+        assert [(e.type, e.data.get("n")) for e in await drain(after_state)] == [("alarm", 1)]
+        # Once three more alarms have passed, the first alarm's successor has left the ring.
+        for n in range(2, 5):
+            hub.publish(alarm(HOME, n))
+        too_old = hub.subscribe(RESIDENT, last_event_id=states[4])
+        assert [e.type for e in await drain(too_old)] == [RESYNC]
+
+    asyncio.run(main())
+
+
 def test_a_waiting_subscriber_wakes_when_another_thread_publishes() -> None:
     async def main() -> None:
         hub = NotificationHub()

@@ -10,9 +10,10 @@
   for the event type's resource (:data:`EVENT_RESOURCES`, decided by ``cityweave.authz.policy``);
   unregistered types only reach unrestricted callers.
 * Ids are consecutive integers, starting from the process start time in microseconds, so ids of
-  an earlier process are always older. The last ``ring_size`` events are kept: a reconnecting
-  client sends ``Last-Event-ID`` and gets what it missed, or ``resync`` when the ring no longer
-  reaches back that far (or the id is from another process).
+  an earlier process are always older. The last ``ring_size`` replayable events are kept: a
+  reconnecting client sends ``Last-Event-ID`` and gets what it missed, or ``resync`` when the ring
+  no longer reaches back that far (or the id is from another process). Frequent, self-superseding
+  events (device states) are not replayable, so they never push an alarm out of the ring.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class LiveEvent:
     # What an EVENT_FILTERS rule needs to decide who may see the event but the page must not
     # receive (a work order's reporter): kept beside the event, never sent.
     access: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # False for events a reconnecting page does not need again (the next one supersedes them).
+    replayable: bool = field(default=True, compare=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "place_path": self.place_path,
@@ -196,6 +199,9 @@ class NotificationHub:
         self.first_id = next(self._ids)  # ids of this process are all above this one
         self._last_id = self.first_id
         self._ring: deque[LiveEvent] = deque(maxlen=ring_size)
+        # The id of the newest replayable event that has left the ring: a client that saw less
+        # than this has missed something the ring can no longer give.
+        self._ring_floor = self.first_id
         self._subscribers: set[Subscription] = set()
         self.published = 0
         self.closed = False
@@ -214,7 +220,10 @@ class NotificationHub:
         with self._lock:
             event = replace(event, id=next(self._ids))
             self._last_id = event.id
-            self._ring.append(event)
+            if event.replayable:
+                if len(self._ring) == self._ring.maxlen:
+                    self._ring_floor = self._ring[0].id
+                self._ring.append(event)
             self.published += 1
             targets = [s for s in self._subscribers if s.wants(event)]
             for subscriber in targets:
@@ -244,9 +253,11 @@ class NotificationHub:
         except (TypeError, ValueError):
             sub.mark_gap("unknown_last_event_id")
             return
-        oldest = self._ring[0].id if self._ring else self._last_id + 1
-        if last > self._last_id or last < oldest - 1 or last < self.first_id:
-            sub.mark_gap("unknown_last_event_id" if last > self._last_id else "gap")
+        if last > self._last_id:
+            sub.mark_gap("unknown_last_event_id")
+            return
+        if last < self._ring_floor:  # also every id of an earlier process
+            sub.mark_gap("gap")
             return
         for event in self._ring:
             if event.id > last and sub.wants(event):

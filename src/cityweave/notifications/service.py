@@ -22,6 +22,7 @@ from cityweave.notifications.channels import (
     VoiceChannel,
     WebhookChannel,
 )
+from cityweave.notifications.devices import DeviceStateNotifier
 from cityweave.notifications.hub import NotificationHub
 from cityweave.notifications.notices import NoticeNotifier
 from cityweave.notifications.outbox import Dispatcher
@@ -60,6 +61,7 @@ class Notifications:
         self.alarm_listener = AlarmNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
         self.notice_listener = NoticeNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
         self.work_order_listener = WorkOrderNotifier(ctx, self.hub, on_enqueued=self.dispatcher.wake)
+        self.device_state_listener = DeviceStateNotifier(self.hub)
         self.started = False
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -92,6 +94,9 @@ class Notifications:
         from cityweave.workorders.events import WorkOrderChange
 
         self._unsubscribe.append(bus.subscribe(WorkOrderChange, self.work_order_listener))
+        from cityweave.devices.registry.live import DeviceStateChange
+
+        self._unsubscribe.append(bus.subscribe(DeviceStateChange, self.device_state_listener))
         setattr(bus, _LISTENING, self)
 
     def unsubscribe_bus(self) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, UploadFile
@@ -23,7 +25,7 @@ from cityweave.api.routers.alarms import publish_after_commit
 from cityweave.context import Call
 from cityweave.devices.registry import commands
 from cityweave.devices.registry import state as device_state
-from cityweave.devices.registry.models import Device, DeviceStatus
+from cityweave.devices.registry.models import CommandStatus, Device, DeviceCommand, DeviceStatus
 from cityweave.errors import CityWeaveError
 from cityweave.listing import PageRequest
 from cityweave.places.models import Place
@@ -39,6 +41,8 @@ SWITCHABLE = "on_off"
 ENERGY = ("power_w",)
 ENVIRONMENT = ("temperature", "humidity", "co2", "pm25")
 DONE = {"sent", "scene", "mode", "report", "rated", "resolved"}
+COMMAND_WINDOW = timedelta(minutes=10)  # older commands have long been answered or timed out
+RECENT_FAILURE = timedelta(minutes=2)  # how long a tile says that a command failed
 
 
 def households(call: Call) -> list[Place]:
@@ -66,6 +70,37 @@ def _writable(device: Device, capability: str) -> bool:
                for c in device.capabilities or [])
 
 
+@dataclass(frozen=True)
+class TileCommand:
+    """The latest command a tile mentions: on its way, or recently failed."""
+
+    status: CommandStatus
+    recent: bool
+
+
+def _latest_commands(call: Call, device_ids: list[str]) -> dict[str, TileCommand]:
+    """Each device's newest command of the last few minutes, in one query (the devices are the
+    viewer's own: the caller found them in the viewer's household or through the policy)."""
+    if not device_ids:
+        return {}
+    now = call.now()
+    rows = call.session.execute(
+        select(DeviceCommand.device_id, DeviceCommand.status, DeviceCommand.requested_at, DeviceCommand.completed_at)
+        .where(DeviceCommand.device_id.in_(device_ids), DeviceCommand.requested_at >= now - COMMAND_WINDOW)
+        .order_by(DeviceCommand.requested_at)).all()
+    latest = {row.device_id: row for row in rows}  # ordered: the newest wins
+    return {device_id: TileCommand(row.status, (row.completed_at or row.requested_at) >= now - RECENT_FAILURE)
+            for device_id, row in latest.items()}
+
+
+def _tile(request: Request, viewer: Viewer, call: Call, device_id: str, *, problem: str | None = None) -> Response:
+    device, latest = device_state.device_state(call, device_id)
+    values = {value.capability: value for value in latest}
+    return _render(request, viewer, "home/_device.html", device=device, values=values,
+                   switchable=_writable(device, SWITCHABLE), command=_latest_commands(call, [device.id]).get(device.id),
+                   problem=problem)
+
+
 def _series(call: Call, targets: list[tuple[Device, str]], points: int = 48) -> dict[str, Any] | None:
     datasets: list[dict[str, Any]] = []
     labels: list[str] = []
@@ -79,6 +114,11 @@ def _series(call: Call, targets: list[tuple[Device, str]], points: int = 48) -> 
         datasets.append({"label": f"{device.name or device.id} · {capability}",
                          "data": [by_start.get(label) for label in labels]})
     return {"type": "line", "labels": labels, "datasets": datasets} if datasets else None
+
+
+def _my_alarms(call: Call, household: Place) -> list[Any]:
+    return alarms.list_alarms(call, PageRequest(limit=10, sort="-last_at"), status="open",
+                              place_id=household.id).items
 
 
 def _home(request: Request, viewer: Viewer, *, status_code: int = 200, problem: str | None = None) -> Response:
@@ -96,8 +136,7 @@ def _home(request: Request, viewer: Viewer, *, status_code: int = 200, problem: 
     scene_list = [{"id": s.id, "name": s.name.model_dump(by_alias=True), "builtin": s.builtin}
                   for s in scenes.list_scenes(call, household.id)]
     mode = modes.get_mode(call, household.id)
-    my_alarms = alarms.list_alarms(call, PageRequest(limit=10, sort="-last_at"), status="open",
-                                   place_id=household.id).items
+    my_alarms = _my_alarms(call, household)
     charts = {}
     if not viewer.tv:
         energy = [(d, c) for d in devices for c in ENERGY if c in state.get(d.id, {})]
@@ -109,7 +148,8 @@ def _home(request: Request, viewer: Viewer, *, status_code: int = 200, problem: 
     done = request.query_params.get("done")
     return _render(request, viewer, "home/index.html", status_code=status_code, household=household,
                    rooms=dict(sorted(rooms.items(), key=lambda kv: (kv[0] == "", kv[0]))), state=state,
-                   switchable={d.id for d in devices if _writable(d, SWITCHABLE)}, scenes=scene_list,
+                   switchable_ids={d.id for d in devices if _writable(d, SWITCHABLE)}, scenes=scene_list,
+                   commands=_latest_commands(call, [d.id for d in devices]),
                    mode=mode.mode.value, alarms=my_alarms, charts=charts, reports=reports,
                    categories=categories, done=done if done in DONE else None, problem=problem,
                    devices=devices, transport=getattr(request.app.state, "device_publisher", None) is not None)
@@ -123,11 +163,34 @@ def home(request: Request, viewer: SignedIn) -> Response:
     return _home(request, viewer)
 
 
+@router.get("/home/alarms", response_class=HTMLResponse)
+def alarms_section(request: Request, viewer: SignedIn) -> Response:
+    """The "my alarms" card alone: the page fetches it when an alarm event arrives."""
+    call, household = _household(viewer)
+    return _render(request, viewer, "home/_alarms.html", alarms=_my_alarms(call, household))
+
+
+@router.get("/home/devices/{device_id}/tile", response_class=HTMLResponse)
+def tile(request: Request, viewer: SignedIn, device_id: str) -> Response:
+    """One device's tile: the page fetches it when the device's state changes (live event) and
+    while a command is on its way."""
+    call, _ = _household(viewer)
+    try:
+        return _tile(request, viewer, call, device_id[:40])
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+
+
 @router.post("/home/devices/{device_id}/switch")
 def switch(request: Request, viewer: SignedIn, device_id: str,
            value: Annotated[str, Form(max_length=3)] = "", tv: Annotated[bool, Form()] = False) -> Response:
-    """On/off for a light or a plug, through the registry's commands (scope checked there)."""
+    """On/off for a light or a plug, through the registry's commands (scope checked there).
+
+    From the page's script (htmx) the answer is the device's tile, showing the command on its way:
+    the page stays, and with it the live stream that brings the device's echo. Without script it
+    is the whole home again."""
     call, _ = _household(viewer)
+    in_place = request.headers.get("HX-Request") == "true"
     if value not in ("on", "off"):
         raise PageRefused(422, "value: on or off")
     state = request.app.state
@@ -139,9 +202,13 @@ def switch(request: Request, viewer: SignedIn, device_id: str,
             adapters_by_name=getattr(state, "device_adapters", None))
     except commands.TransportUnavailable:
         call.session.rollback()  # nothing of it stays; the page says why
+        if in_place:  # a 200: htmx swaps only successful answers, and the tile says what went wrong
+            return _tile(request, viewer, call, device_id[:40], problem="transport")
         return _home(request, viewer, status_code=503, problem="transport")
     except CityWeaveError as exc:
         raise refuse(exc) from exc
+    if in_place:
+        return _tile(request, viewer, call, device_id[:40])
     return _back(tv, "sent")
 
 

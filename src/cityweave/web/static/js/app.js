@@ -2,30 +2,59 @@
 (function () {
   "use strict";
 
-  // -- Live feed: server-sent events from /api/v1/events (the session cookie authenticates).
-  function startLiveFeed() {
+  // -- Live updates: server-sent events from /api/v1/events (the session cookie authenticates).
+  // Parts of a page say what they follow with data-live="alarm,work_order" (the overview's feed,
+  // fragments that refresh themselves) or data-live="device_state" (a device tile that redraws
+  // itself from its data-tile address). One stream per page carries the union of those types.
+  function liveTypes() {
+    var types = {};
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      el.getAttribute("data-live").split(",").forEach(function (t) { if (t) { types[t] = true; } });
+    });
+    return Object.keys(types);
+  }
+
+  function showInFeed(feed, kind, data) {
+    var item = document.createElement("li");
+    var title = data.title ? (data.title[document.documentElement.lang] || data.title["zh-CN"]) : "";
+    item.className = "sev-" + (data.severity || "info");
+    item.textContent = [data.change || data.action || kind, title || data.kind || data.number || "",
+      data.place_id || ""].join(" · ");
+    feed.insertBefore(item, feed.firstChild);
+    while (feed.children.length > 50) { feed.removeChild(feed.lastChild); }
+  }
+
+  function redrawDevice(deviceId) {
+    // The tile's controls have ids: htmx gives focus back to the redrawn button, so a keyboard
+    // or screen-reader user stays where they were.
+    document.querySelectorAll("[data-tile]").forEach(function (tile) {
+      if (tile.getAttribute("data-device") !== deviceId || !window.htmx) { return; }
+      window.htmx.ajax("GET", tile.getAttribute("data-tile"), {target: tile, swap: "outerHTML"});
+    });
+  }
+
+  function startLive() {
+    var types = liveTypes();
+    if (!types.length || !window.EventSource) { return; }
     var feed = document.getElementById("live-feed");
-    // The overview's feed, or any part of a page that refreshes itself on events (data-live).
-    if ((!feed && !document.querySelector("[data-live]")) || !window.EventSource) { return; }
-    var source = new EventSource("/api/v1/events?types=alarm,work_order");
-    function show(kind, data) {
-      if (!feed) { document.body.dispatchEvent(new CustomEvent("cw:live")); return; }
-      var item = document.createElement("li");
-      var title = data.title ? (data.title[document.documentElement.lang] || data.title["zh-CN"]) : "";
-      item.className = "sev-" + (data.severity || "info");
-      item.textContent = [data.change || data.action || kind, title || data.kind || data.number || "",
-        data.place_id || ""].join(" · ");
-      feed.insertBefore(item, feed.firstChild);
-      while (feed.children.length > 50) { feed.removeChild(feed.lastChild); }
-      document.body.dispatchEvent(new CustomEvent("cw:live"));
-    }
-    ["alarm", "work_order"].forEach(function (kind) {
+    var source = new EventSource("/api/v1/events?types=" + types.join(","));
+    types.forEach(function (kind) {
       source.addEventListener(kind, function (event) {
+        var data;
         // The stream's data is {id, type, place_path, at, data: {...the event's fields}}.
-        try { show(kind, JSON.parse(event.data).data || {}); } catch (e) { /* a malformed event is skipped */ }
+        try { data = JSON.parse(event.data).data || {}; } catch (e) { return; /* a malformed event is skipped */ }
+        if (kind === "device_state") { redrawDevice(data.device_id); return; }
+        if (feed) { showInFeed(feed, kind, data); }
+        document.body.dispatchEvent(new CustomEvent("cw:live"));
       });
     });
-    source.addEventListener("resync", function () { document.body.dispatchEvent(new CustomEvent("cw:live")); });
+    // Events were lost (a slow link, a restart): everything that follows events reloads.
+    source.addEventListener("resync", function () {
+      document.body.dispatchEvent(new CustomEvent("cw:live"));
+      document.querySelectorAll("[data-tile]").forEach(function (tile) {
+        redrawDevice(tile.getAttribute("data-device"));
+      });
+    });
   }
 
   // -- Emergency call: tap, then a few seconds to cancel, then it is sent.
@@ -67,7 +96,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    startLiveFeed();
+    startLive();
     armEmergency();
   });
 })();

@@ -15,11 +15,19 @@
   }
 
   function showInFeed(feed, kind, data) {
+    var labels = {};
+    try { labels = JSON.parse(feed.getAttribute("data-labels") || "{}"); } catch (e) { /* words stay as sent */ }
+    function word(key, fallback) { return labels[key] || fallback || ""; }
     var item = document.createElement("li");
     var title = data.title ? (data.title[document.documentElement.lang] || data.title["zh-CN"]) : "";
+    var what = kind === "work_order" ? word("work_order." + data.action, data.action) : word(data.change, data.change);
+    var parts = [what || word(kind, kind)];
+    if (data.severity) { parts.push(word("severity." + data.severity, data.severity)); }
+    parts.push(title || data.number || data.kind || "");
+    if (data.place_id) { parts.push(data.place_id); }
     item.className = "sev-" + (data.severity || "info");
-    item.textContent = [data.change || data.action || kind, title || data.kind || data.number || "",
-      data.place_id || ""].join(" · ");
+    item.setAttribute("data-change", data.change || data.action || kind);
+    item.textContent = parts.filter(function (p) { return p; }).join(" · ");
     feed.insertBefore(item, feed.firstChild);
     while (feed.children.length > 50) { feed.removeChild(feed.lastChild); }
   }

@@ -98,13 +98,19 @@ def list_persons(
     if id_number:
         stmt = stmt.where(Person.id_number_index == id_number_index(call.cipher, id_number))
     if care_tag:
-        if not call.principal.may(Resource.CARE_TAG, Action.READ):
+        if not may_read_care_tags(call.principal):
             raise Invalid.field("care_tag", "your role may not filter by care tags")
         stmt = stmt.where(
             Person.care_tags.any(CareTag.tag == care_tag),
             Person.care_tags.any(scope_clause(call.principal, Resource.CARE_TAG, Action.READ)),
         )
     return paginate(call.session, stmt, page, SORTABLE, "id")
+
+
+def may_read_care_tags(principal: Principal) -> bool:
+    """Whether the caller's role reads care tags anywhere at all (filters, the console's care
+    columns and welfare figures); whose tags exactly: the CARE_TAG scope and :class:`Visibility`."""
+    return principal.may(Resource.CARE_TAG, Action.READ)
 
 
 @dataclass(frozen=True)

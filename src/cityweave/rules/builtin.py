@@ -43,6 +43,7 @@ such devices loses nothing by them, and one with them must not lose them by a cl
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ class Param:
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")  # noqa: TRY004 - becomes a 422 message
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError("expected a number")  # noqa: TRY004 - becomes a 422 message
         if self.minimum is not None and value < self.minimum or self.maximum is not None and value > self.maximum:
             raise ValueError(f"must be between {self.minimum:g} and {self.maximum:g}")
@@ -497,6 +498,15 @@ def update_settings(call: Any, household_id: str, changes: Mapping[str, Any], *,
 
         on_commit(call.session, lambda: engine.invalidate(place.id))
     return list_settings(call, household_id)
+
+
+def may_update(call: Any, household_id: str) -> bool:
+    """Whether :func:`update_settings` would let the caller change this household's settings (for
+    pages that show the settings read-only otherwise); 404 as :func:`list_settings` when unseen."""
+    from cityweave.authz.policy import Action, Resource, allows
+
+    place = _household(call, household_id, write=False)
+    return allows(call.principal, Resource.RULE_SETTING, Action.UPDATE, [place.path])
 
 
 def _household(call: Any, household_id: str, *, write: bool) -> Any:

@@ -1,5 +1,5 @@
-"""The staff console's pages: alarms, work orders and their statistics, residents and households,
-devices, and the community view.
+"""The staff console's pages: alarms, work orders and their statistics, residents and households
+(with each household's settings of the built-in rules), devices, and the community view.
 
 Every page asks the domain services with the signed-in person's ``Call``, as the API routers do:
 what a page shows is what the policy lets that person read, and every change goes through the
@@ -10,29 +10,32 @@ Ids in URLs are record ids, never personal data.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
+from starlette.datastructures import FormData
 
 from cityweave.accounts.models import User
 from cityweave.alarms import service as alarms
 from cityweave.alarms.models import Severity
 from cityweave.api.routers.alarms import publish_after_commit
 from cityweave.authz import policy
-from cityweave.authz.policy import Action, Resource
+from cityweave.authz.policy import Action, Resource, Unauthorized
 from cityweave.context import Call
 from cityweave.devices.registry import service as devices
 from cityweave.devices.registry import state as device_state
 from cityweave.devices.registry.models import DeviceStatus
 from cityweave.devices.registry.schemas import DeviceClaim
-from cityweave.errors import CityWeaveError
+from cityweave.errors import CityWeaveError, FieldError, Invalid
 from cityweave.listing import PageRequest
 from cityweave.people import service as people
 from cityweave.places.models import Place, PlaceKind
+from cityweave.rules import builtin
 from cityweave.web.pages import PageRefused, SignedIn, _render, refuse, staff_call
 from cityweave.workorders import routing, stats
 from cityweave.workorders import service as workorders
@@ -92,8 +95,11 @@ def alarm_detail(request: Request, viewer: SignedIn, alarm_id: str) -> Response:
         events = alarms.history(call, alarm.id, PageRequest(limit=200)).items
     except CityWeaveError as exc:
         raise refuse(exc) from exc
+    place = call.session.get(Place, alarm.place_id)
+    rules_link = place is not None and place.kind is PlaceKind.HOUSEHOLD and \
+        policy.allows(call.principal, Resource.RULE_SETTING, Action.READ, [place.path])
     return _render(request, viewer, "console/alarm.html", alarm=alarm, events=events, title=_title,
-                   may_dispatch=call.principal.may(Resource.ALARM, Action.DISPATCH))
+                   may_dispatch=call.principal.may(Resource.ALARM, Action.DISPATCH), rules_link=rules_link)
 
 
 @router.post("/alarms/{alarm_id}/{step}")
@@ -262,7 +268,138 @@ def residents(request: Request, viewer: SignedIn,
         if households else {}
     return _render(request, viewer, "console/residents.html", persons=persons, households=dict(sorted(households.items())),
                    place_names=names, total=result.total, page=page, pages=max(1, -(-result.total // PAGE)),
-                   within=within, care_tags=call.principal.may(Resource.CARE_TAG, Action.READ))
+                   within=within, care_tags=people.may_read_care_tags(call.principal),
+                   rule_settings=call.principal.may(Resource.RULE_SETTING, Action.READ))
+
+
+# -- a household's settings of the built-in rules --------------------------------------------------
+async def _form(request: Request) -> FormData:
+    return await request.form()  # already read (and cached) by the CSRF check
+
+
+def _number(raw: str) -> Any:
+    """A number typed into the form, or the text itself (the rules module says what is wrong)."""
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    if not math.isfinite(number):
+        return raw
+    return int(number) if number.is_integer() else number
+
+
+def _same(a: Any, b: Any) -> bool:
+    return not isinstance(a, str) and not isinstance(b, str) and isinstance(a, bool) == isinstance(b, bool) \
+        and a == b
+
+
+def rule_changes(current: list[builtin.RuleView], form: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The form as a ``update_settings`` document: only what differs from the household's current
+    settings (a value equal to the default goes back to the default), and the values as typed."""
+    changes: dict[str, Any] = {}
+    typed: dict[str, Any] = {}
+    for view in current:
+        if form.get(f"{view.key}.shown") != "1":
+            continue  # this rule was not on the form: unchanged
+        change: dict[str, Any] = {}
+        if view.may_disable:
+            enabled = form.get(f"{view.key}.enabled") == "on"
+            typed[f"{view.key}.enabled"] = enabled
+            if enabled != view.enabled:
+                change["enabled"] = enabled
+        params: dict[str, Any] = {}
+        for param in view.params:
+            name, field = param["name"], f"{view.key}.{param['name']}"
+            if not param["adjustable"] or isinstance(param["default"], str):
+                continue
+            if isinstance(param["default"], bool):
+                value: Any = form.get(field) == "on"
+                typed[field] = value
+            else:
+                raw = form.get(field)
+                if not isinstance(raw, str):
+                    continue
+                typed[field] = raw.strip()[:40]
+                value = _number(typed[field])
+            if _same(value, param["value"]):
+                continue
+            params[name] = None if _same(value, param["default"]) else value
+        if params:
+            change["params"] = params
+        if change:
+            changes[view.key] = change
+    return changes, typed
+
+
+def rule_errors(current: list[builtin.RuleView], errors: list[FieldError]) -> dict[str, dict[str, Any]]:
+    """The rules module's errors (JSON pointers, English) as fields of the form and what to say,
+    in the viewer's language (the template words them)."""
+    views = {v.key: v for v in current}
+    out: dict[str, dict[str, Any]] = {}
+    for error in errors:
+        parts = error.pointer.strip("/").split("/")
+        view = views.get(parts[0])
+        if view is None:
+            continue
+        if parts[1:] == ["enabled"]:
+            out[f"{view.key}.enabled"] = {"code": "always_on"}
+        elif len(parts) == 3 and parts[1] == "params":
+            param = next((p for p in view.params if p["name"] == parts[2]), None)
+            if param is None:
+                continue
+            if not param["adjustable"]:
+                code = "fixed"
+            elif isinstance(param["default"], bool):
+                code = "on_off"
+            else:
+                code = "range"
+            out[f"{view.key}.{param['name']}"] = {"code": code, "minimum": param["minimum"],
+                                                  "maximum": param["maximum"], "unit": param["unit"]}
+    return out
+
+
+def _rules_page(request: Request, viewer: Any, call: Call, household_id: str, *, status_code: int = 200,
+                errors: dict[str, Any] | None = None, typed: dict[str, Any] | None = None,
+                saved: bool = False) -> Response:
+    try:
+        views = builtin.list_settings(call, household_id)
+        editable = builtin.may_update(call, household_id)
+    except (CityWeaveError, Unauthorized) as exc:
+        raise refuse(exc) from exc
+    place = call.session.get(Place, household_id)
+    return _render(request, viewer, "console/rules.html", status_code=status_code, place=place, rules=views,
+                   editable=editable, errors=errors or {}, typed=typed or {}, saved=saved)
+
+
+@router.get("/households/{household_id}/rules", response_class=HTMLResponse)
+def household_rules(request: Request, viewer: SignedIn, household_id: str,
+                    saved: Annotated[str, Query(max_length=1)] = "") -> Response:
+    """Each built-in rule with its on/off and parameters: a form for the roles that may change
+    them (``builtin.may_update``), read-only for the others; 404 outside the viewer's view."""
+    call = staff_call(viewer)
+    return _rules_page(request, viewer, call, household_id[:64], saved=saved == "1")
+
+
+@router.post("/households/{household_id}/rules", response_class=HTMLResponse)
+def change_household_rules(request: Request, viewer: SignedIn, household_id: str,
+                           form: Annotated[FormData, Depends(_form)]) -> Response:
+    """``builtin.update_settings`` with what the form changed: its checks (who may, bounds, the
+    rules that cannot be switched off) and its audit record; nothing is written unless all is valid."""
+    call = staff_call(viewer)
+    hid = household_id[:64]
+    try:
+        current = builtin.list_settings(call, hid)
+    except (CityWeaveError, Unauthorized) as exc:
+        raise refuse(exc) from exc
+    changes, typed = rule_changes(current, form)
+    try:
+        builtin.update_settings(call, hid, changes, engine=getattr(request.app.state, "rule_engine", None))
+    except Invalid as exc:
+        return _rules_page(request, viewer, call, hid, status_code=422, errors=rule_errors(current, exc.errors),
+                           typed=typed)
+    except (CityWeaveError, Unauthorized) as exc:
+        raise refuse(exc) from exc
+    return _see_other(f"/console/households/{hid}/rules?saved=1")
 
 
 # -- devices -----------------------------------------------------------------------------------------

@@ -22,11 +22,12 @@ from cityweave.alarms import service as alarms
 from cityweave.alarms.models import Alarm, AlarmStatus
 from cityweave.api.routers.alarms import publish_after_commit
 from cityweave.authz import policy
-from cityweave.authz.policy import Action, Principal, Resource
+from cityweave.authz.policy import Action, Principal, Resource, Unauthorized
 from cityweave.context import AppContext, Call
 from cityweave.devices.registry.models import Device, DeviceStatus
 from cityweave.errors import AuthenticationFailed, CityWeaveError
 from cityweave.listing import PageRequest
+from cityweave.people import welfare
 from cityweave.web import i18n
 from cityweave.web.render import Renderer
 from cityweave.web.session import (
@@ -152,6 +153,8 @@ class PageRefused(Exception):
 def refuse(exc: Exception) -> PageRefused:
     if isinstance(exc, CityWeaveError):
         return PageRefused(exc.status, exc.detail)
+    if isinstance(exc, Unauthorized):  # hidden: answered as if the object did not exist
+        return PageRefused(404 if exc.hidden else 403, "" if exc.hidden else str(exc))
     return PageRefused(422, str(exc).splitlines()[0] if str(exc) else "")
 
 
@@ -272,6 +275,7 @@ def _overview(call: Call) -> dict[str, Any]:
         "devices_total": devices[0] or 0, "devices_online": int(devices[1] or 0),
         "recent_alarms": recent, "work_orders": orders.items, "work_orders_open": orders.total,
         "work_orders_overdue": overdue,
+        "welfare": welfare.welfare_status(call),  # None for roles that do not read care tags
     }
 
 

@@ -238,3 +238,48 @@ def test_overview_labels_severity_and_status_in_words(client, ctx, world):
     assert not re.search(r"<td>(submitted|accepted|assigned|in_progress)</td>", page)
     assert "<td>紧急</td>" in page and re.search(r"<td>(已提交|已受理|已派单)</td>", page)
     assert "未成年人: 1" in welfare_section(page)  # the care tag, not the alarm severity "minor"
+
+
+# -- in a browser ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_rules_page_and_welfare_pass_axe_and_an_error_is_fixed_in_place(live_server, page, axe_source, backend):
+    from tests.web.conftest import screenshot
+    from tests.web.test_browser import axe_violations
+    from tests.web.test_browser import sign_in as browser_sign_in
+
+    if backend != "sqlite":
+        pytest.skip("one browser run is enough; the page's logic runs on both backends above")
+    raise_alarm(live_server.ctx, HOUSEHOLD, kind="inactivity")
+    base = live_server.url
+    browser_sign_in(page, base, ADMIN)
+    page.wait_for_url(f"{base}/console")
+    assert page.get_by_role("heading", name="重点人群关怀").is_visible()
+    assert axe_violations(page, axe_source) == []
+    page.get_by_role("link", name="无活动（关怀探访）").click()
+    page.get_by_role("link", name="本户规则设置").click()
+    page.wait_for_url(f"{base}{PAGE}")
+    assert axe_violations(page, axe_source) == []
+    screenshot(page, "console-rules-zh")
+    field = page.get_by_label("一氧化碳报警值")
+    field.fill("5000")
+    page.get_by_role("button", name="保存规则设置").click()
+    alert = page.get_by_role("alert")
+    assert "未保存任何更改" in alert.inner_text()
+    assert axe_violations(page, axe_source) == []
+    screenshot(page, "console-rules-error-zh")
+    alert.get_by_role("link").first.click()  # the summary leads to the field
+    page.get_by_label("一氧化碳报警值").fill("80")
+    page.get_by_role("button", name="保存规则设置").click()
+    assert "规则设置已保存" in page.get_by_role("status").first.inner_text()
+    assert page.get_by_label("一氧化碳报警值").input_value() == "80"
+
+
+def test_the_rules_module_refuses_a_number_that_is_not_finite(client, world):
+    """JSON parsers accept NaN and Infinity; NaN would slip through every bound (all comparisons
+    are false), so the rules module refuses them for the API as for the page."""
+    for text in ("NaN", "Infinity"):
+        body = '{"gas": {"params": {"co_ppm_max": ' + text + '}}}'
+        answer = client.put(f"/api/v1/households/{HOUSEHOLD}/rules", content=body,
+                            headers={**auth(world.token(Role.COMMUNITY_ADMIN)), "Content-Type": "application/json"})
+        assert answer.status_code == 422, (text, answer.text)
+    assert api_rules(client, world)["gas"]["co_ppm_max"] == 100

@@ -36,7 +36,7 @@ from cityweave.listing import PageRequest
 from cityweave.people import service as people
 from cityweave.places.models import Place, PlaceKind
 from cityweave.rules import builtin
-from cityweave.web.pages import PageRefused, SignedIn, _render, refuse, staff_call
+from cityweave.web.pages import PageRefused, SignedIn, _render, category_names, refuse, staff_call
 from cityweave.workorders import routing, stats
 from cityweave.workorders import service as workorders
 from cityweave.workorders.models import OPEN_STATUSES, Status, WorkOrder
@@ -137,11 +137,6 @@ def _names(call: Call, user_ids: set[str | None]) -> dict[str, str]:
     return dict(call.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
 
 
-def _categories(call: Call, locale: str) -> dict[str, str]:
-    return {c.id: (c.name if locale == "zh-CN" else c.name_en)
-            for c in workorders.list_categories(call.session, include_inactive=True)}
-
-
 @router.get("/workorders", response_class=HTMLResponse)
 def work_order_queue(request: Request, viewer: SignedIn,
                      queue: Annotated[str, Query(pattern="^(open|due|overdue|mine|finished|all)$")] = "open",
@@ -166,7 +161,7 @@ def work_order_queue(request: Request, viewer: SignedIn,
     result = workorders.list_work_orders(call, request_page, **options)
     return _render(request, viewer, "console/workorders.html", orders=result.items, total=result.total,
                    page=page, pages=max(1, -(-result.total // PAGE)), queue=queue, queues=QUEUES,
-                   categories=_categories(call, viewer.locale),
+                   categories=category_names(call, viewer.locale),
                    names=_names(call, {o.assignee_user_id for o in result.items}), now=call.now())
 
 

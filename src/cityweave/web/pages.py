@@ -253,7 +253,13 @@ def preferences(
 
 
 # -- staff console -----------------------------------------------------------------------------------
-def _overview(call: Call) -> dict[str, Any]:
+def category_names(call: Call, locale: str) -> dict[str, str]:
+    """Work-order category id → its name in the viewer's language (inactive ones too: old cases)."""
+    return {c.id: (c.name if locale == "zh-CN" else c.name_en)
+            for c in workorders.list_categories(call.session, include_inactive=True)}
+
+
+def _overview(call: Call, locale: str) -> dict[str, Any]:
     session = call.session
     open_alarms = dict(session.execute(
         select(Alarm.severity, func.count()).where(
@@ -274,7 +280,7 @@ def _overview(call: Call) -> dict[str, Any]:
         "open_alarms": {s.value if hasattr(s, "value") else s: n for s, n in open_alarms.items()},
         "devices_total": devices[0] or 0, "devices_online": int(devices[1] or 0),
         "recent_alarms": recent, "work_orders": orders.items, "work_orders_open": orders.total,
-        "work_orders_overdue": overdue,
+        "work_orders_overdue": overdue, "categories": category_names(call, locale),
         "welfare": welfare.welfare_status(call),  # None for roles that do not read care tags
     }
 
@@ -284,14 +290,14 @@ def console(request: Request, viewer: SignedIn) -> Response:
     assert viewer.call is not None
     if not viewer.call.principal.roles & STAFF_ROLES:
         return RedirectResponse("/home", status_code=303)
-    return _render(request, viewer, "console/overview.html", **_overview(viewer.call))
+    return _render(request, viewer, "console/overview.html", **_overview(viewer.call, viewer.locale))
 
 
 @router.get("/console/overview", response_class=HTMLResponse)
 def console_fragment(request: Request, viewer: SignedIn) -> Response:
     """The overview's figures alone: htmx swaps them in when a live event arrives."""
     assert viewer.call is not None
-    return _render(request, viewer, "console/_figures.html", **_overview(viewer.call))
+    return _render(request, viewer, "console/_figures.html", **_overview(viewer.call, viewer.locale))
 
 
 # -- resident home (the rest of it is home.py) -----------------------------------------------------

@@ -33,6 +33,10 @@ def test_demo_buildings_get_their_devices_once(tmp_path: Path) -> None:
             rows = session.execute(select(Device).where(Device.place_id == "xfl-b03-u2-1801")).scalars().all()
             assert len(rows) == len(small.devices)
             assert {row.status for row in rows} == {DeviceStatus.CLAIMED}
+            # Named and placed in rooms the way the family would say it: "客厅灯", "厨房烟雾报警器".
+            assert all(row.room and row.name for row in rows)
+            assert len({row.name for row in rows}) == len(rows)
+            assert "客厅" in {row.room for row in rows} and "客厅灯" in {row.name for row in rows}
         assert devices.bind(ctx, small) is None  # once
         with ctx.db.session() as session:
             assert session.execute(select(func.count()).select_from(Device)).scalar_one() == len(small.devices)

@@ -27,6 +27,27 @@ from cityweave.simulator.fleet import Fleet, build_fleet, demo_households
 from cityweave.simulator.registry import discover_fleet
 
 
+# What the residents call the rooms and the devices (the demo's households speak Chinese); a
+# resident may rename either later (PATCH /devices/{id}).
+ROOM_NAMES = {"living_room": "客厅", "bedroom": "主卧", "second_bedroom": "次卧", "kitchen": "厨房",
+              "bathroom": "卫生间", "entrance": "玄关", "hallway": "过道", "distribution_box": "配电箱"}
+KIND_NAMES = {"light": "灯", "plug": "插座", "door": "门磁", "motion": "人体感应", "smoke": "烟雾报警器",
+              "gas": "燃气报警器", "leak": "水浸传感器", "climate": "空调", "air": "空气质量监测仪", "meter": "智能电表",
+              "sos": "紧急呼叫按钮", "fall_radar": "跌倒监测雷达", "presence": "人体存在传感器", "valve": "阀门",
+              "siren": "声光报警器"}
+
+
+def demo_name(room: str, kind: str, taken: set[str]) -> str:
+    """"厨房灯", and "厨房灯 2" for the second one in the same household."""
+    base = ROOM_NAMES.get(room, "") + KIND_NAMES.get(kind, kind)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base} {n}"
+    taken.add(name)
+    return name
+
+
 @dataclass(frozen=True)
 class BindReport:
     devices: int
@@ -68,9 +89,13 @@ def bind(ctx: AppContext, fleet: Fleet) -> BindReport | None:
             return None
         now = ctx.clock.now()
         call = Call(ctx, session, Principal.system("demo"))
+        names: dict[str, set[str]] = {}
         for virtual_id, discovered in discover_fleet(fleet, when=now).items():
             device = service.record_discovered(session, discovered, now)
             if device is None or device.place_id is not None:
                 continue
-            service.claim(call, device.id, DeviceClaim(place_id=fleet.device(virtual_id).household.id))
+            virtual = fleet.device(virtual_id)
+            name = demo_name(virtual.room, virtual.kind, names.setdefault(virtual.household.id, set()))
+            claimed = service.claim(call, device.id, DeviceClaim(place_id=virtual.household.id, name=name))
+            claimed.room = ROOM_NAMES.get(virtual.room)
     return BindReport(len(fleet.devices), len(homes), time.perf_counter() - started)

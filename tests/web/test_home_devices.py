@@ -3,6 +3,8 @@ state changes or while a command is on its way, inside the resident's own househ
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from cityweave.devices.reading import Reading
@@ -23,10 +25,11 @@ class Publisher:
         self.published.append((topic, payload))
 
 
-def store(ctx, device_id: str, **values) -> None:
+def store(ctx, device_id: str, minutes_ago: int = 0, **values) -> None:
+    at = ctx.clock.now() - timedelta(minutes=minutes_ago)
     with ctx.db.session() as session:
         TelemetryStore(clock=ctx.clock).write(session, [
-            Reading(device_id, capability, value, ctx.clock.now()) for capability, value in values.items()
+            Reading(device_id, capability, value, at) for capability, value in values.items()
         ], {device_id: HOME})
 
 
@@ -115,3 +118,13 @@ def test_my_alarms_card_redraws_with_the_households_alarms_only(client, ctx, wor
     raise_alarm(ctx, "ca-b1-u1-101")
     card = client.get("/home/alarms?tv=1").text
     assert "烟雾报警" in card and 'name="tv" value="true"' in card
+
+
+def test_charts_name_what_they_show_in_the_viewers_words(client, ctx, world):
+    device_id = world.device_of_household["ca-b1-u1-101"]
+    store(ctx, device_id, minutes_ago=5, power_w=35.0, pm2_5=18.0, temperature=24.5)
+    sign_in(client, RESIDENT)
+    page = client.get("/home").text
+    assert "插座 ca-b1-u1-101 · 功率" in page and "插座 ca-b1-u1-101 · 温度" in page
+    assert "插座 ca-b1-u1-101 · PM2.5" in page  # the environment chart includes fine dust
+    assert "· power_w" not in page and "· pm2_5" not in page

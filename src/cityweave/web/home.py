@@ -12,6 +12,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, UploadFile
@@ -39,7 +40,7 @@ from cityweave.workorders.schemas import RateInput, WorkOrderSubmit
 router = APIRouter(include_in_schema=False)
 SWITCHABLE = "on_off"
 ENERGY = ("power_w",)
-ENVIRONMENT = ("temperature", "humidity", "co2", "pm25")
+ENVIRONMENT = ("temperature", "humidity", "co2", "pm2_5")
 DONE = {"sent", "scene", "mode", "report", "rated", "resolved"}
 COMMAND_WINDOW = timedelta(minutes=10)  # older commands have long been answered or timed out
 RECENT_FAILURE = timedelta(minutes=2)  # how long a tile says that a command failed
@@ -101,7 +102,14 @@ def _tile(request: Request, viewer: Viewer, call: Call, device_id: str, *, probl
                    problem=problem)
 
 
-def _series(call: Call, targets: list[tuple[Device, str]], points: int = 48) -> dict[str, Any] | None:
+def _capability_label(request: Request, locale: str) -> Callable[[str], str]:
+    """A capability's name in the viewer's words, from the same macro the tiles use."""
+    macros = request.app.state.page_renderer.environments[locale].get_template("_capabilities.html").module
+    return lambda capability: str(macros.label(capability)).strip()
+
+
+def _series(call: Call, targets: list[tuple[Device, str]], label: Callable[[str], str],
+            points: int = 48) -> dict[str, Any] | None:
     datasets: list[dict[str, Any]] = []
     labels: list[str] = []
     for device, capability in targets[:4]:
@@ -111,7 +119,7 @@ def _series(call: Call, targets: list[tuple[Device, str]], points: int = 48) -> 
         if not labels:
             labels = [b.start.isoformat() for b in series.buckets]
         by_start = {b.start.isoformat(): b.avg for b in series.buckets}
-        datasets.append({"label": f"{device.name or device.id} · {capability}",
+        datasets.append({"label": f"{device.name or device.id} · {label(capability)}",
                          "data": [by_start.get(label) for label in labels]})
     return {"type": "line", "labels": labels, "datasets": datasets} if datasets else None
 
@@ -141,8 +149,10 @@ def _home(request: Request, viewer: Viewer, *, status_code: int = 200, problem: 
     if not viewer.tv:
         energy = [(d, c) for d in devices for c in ENERGY if c in state.get(d.id, {})]
         environment = [(d, c) for d in devices for c in ENVIRONMENT if c in state.get(d.id, {})]
+        label = _capability_label(request, viewer.locale)
         charts = {key: json.dumps(chart, ensure_ascii=False) for key, chart in
-                  (("energy", _series(call, energy)), ("environment", _series(call, environment))) if chart}
+                  (("energy", _series(call, energy, label)), ("environment", _series(call, environment, label)))
+                  if chart}
     reports = workorders.list_work_orders(call, PageRequest(limit=10), mine=True).items
     categories = [c for c in workorders.list_categories(call.session) if c.public]
     done = request.query_params.get("done")

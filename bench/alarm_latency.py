@@ -12,9 +12,11 @@ bound on the fly, as bench/ingest.py does, so that they are decoded and stored l
 
 Every ``--interval`` seconds the detector reports smoke. The fire rule raises one alarm and counts
 each further report (``count``); the k-th report's latency is the arrival of the first live event
-whose count reaches k. Run by hand (not in CI):
+whose count reaches k. ``--safety-session off`` runs without the ingest's second MQTT session
+(``CITYWEAVE_INGEST_SAFETY_SESSION``; docs/ingest.md), to compare. The machine's load average
+(/proc/loadavg, 1 min) is printed per phase. Run by hand (not in CI):
 
-    .venv/bin/python bench/alarm_latency.py [--background 0,1000,2000,10000] [--seconds 20]
+    .venv/bin/python bench/alarm_latency.py [--background 0,1000,2000,10000] [--seconds 20] [--safety-session off]
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ class StripTrailer:
         return self._adapter.decode(topic, parts[0] if parts else payload, received_at)
 
 
-def build(folder: Path, broker: PrivateMosquitto, database_url: str | None) -> tuple[AppContext, str, str]:
+def build(folder: Path, broker: PrivateMosquitto, database_url: str | None,
+          safety_session: bool = True) -> tuple[AppContext, str, str]:
     settings = Settings(data_dir=folder / "data", database_url=database_url, secret_key=KEY, mqtt_url=broker.url,
-                        mqtt_client_id="bench-alarm")
+                        mqtt_client_id="bench-alarm", ingest_safety_session=safety_session)
     ctx = AppContext.build(settings)
     migrate.upgrade(ctx.db.engine)
     with ctx.db.session() as session:
@@ -115,6 +118,14 @@ class LiveClient(threading.Thread):
                     self.events.append((time.monotonic(), int(data.get("count", 0))))
 
 
+def load_average() -> float:
+    """The machine's 1-minute load average: the figures mean little without it on a shared host."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -127,10 +138,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between smoke reports")
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--safety-session", choices=["on", "off"], default="on",
+                        help="the ingest's second MQTT session for life-safety topics")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="cw-alarm-bench-"))
     broker = PrivateMosquitto(folder)
-    ctx, device_id, token = build(folder, broker, args.database_url)
+    ctx, device_id, token = build(folder, broker, args.database_url, args.safety_session == "on")
 
     runtime = DeviceRuntime(ctx)
     auto = InMemoryDirectory(auto_bind=True)
@@ -201,15 +214,17 @@ def main() -> None:
                      "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
                      "max": max(latencies, default=float("nan")), "mean": statistics.fmean(latencies or [0.0]),
                      "broker_p50": percentile(baseline, 0.5), "broker_p99": percentile(baseline, 0.99),
-                     "rss": rss_mib()})
+                     "rss": rss_mib(), "load": load_average()})
         print(f"phase {index + 1}: background {rate:,.0f} msg/s done", flush=True)
 
     print(f"\ndatabase: {ctx.db.engine.dialect.name}; smoke every {args.interval * 1000:.0f} ms, "
-          f"{args.seconds:.0f} s per phase")
-    print("background msg/s | smoke reports | no event | alarm p50 ms | p99 ms | max ms | broker p50 | broker p99 | RSS MiB")
+          f"{args.seconds:.0f} s per phase; safety session {args.safety_session}; "
+          f"safety copies dropped {runtime.ingest.metrics.dropped.get('safety_copy', 0)}; "
+          f"ingest status {runtime.ingest.status()}")
+    print("background msg/s | smoke reports | no event | alarm p50 ms | p99 ms | max ms | broker p50 | broker p99 | RSS MiB | load")
     for r in rows:
         print(f"{r['background']:>16,.0f} | {r['n']:>13} | {r['missing']:>8} | {r['p50']:>12.1f} | {r['p99']:>6.1f} | "
-              f"{r['max']:>6.0f} | {r['broker_p50']:>10.1f} | {r['broker_p99']:>10.1f} | {r['rss']:>7.0f}")
+              f"{r['max']:>6.0f} | {r['broker_p50']:>10.1f} | {r['broker_p99']:>10.1f} | {r['rss']:>7.0f} | {r['load']:>4.1f}")
     live.stop = True
     sender.loop_stop()
     watcher.loop_stop()

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # (Zigbee2MQTT, Home Assistant) publish for many devices under one login, and devices without a
     # token would be locked out; see docs/ingest.md. External brokers have their own authentication.
     mqtt_device_auth: bool = False
+    # A second MQTT session ("<client id>-safety") subscribed to the exact topics that have carried
+    # life-safety readings, so a smoke report does not wait behind the broker's backlog of the
+    # main session; see docs/ingest.md, "The safety session". Off: the in-process lane only.
+    ingest_safety_session: bool = True
     ingest_queue_size: int = Field(default=20_000, ge=1)
     ingest_batch_size: int = Field(default=2_000, ge=1)
     ingest_batch_ms: int = Field(default=50, ge=1)

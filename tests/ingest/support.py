@@ -119,9 +119,11 @@ class Publisher:
     """A paho publisher that waits for every PUBACK (so "published" means "the broker has it")."""
 
     def __init__(self, url: str, client_id: str | None = None) -> None:
-        host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
+        address, _, query = url.partition("?")
+        host, port = address.rsplit("//", 1)[1].rsplit(":", 1)
+        protocol = paho.MQTTv311 if "protocol=311" in query else paho.MQTTv5  # the embedded broker: 3.1.1
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id or unique("pub"),
-                                  protocol=paho.MQTTv5)
+                                  protocol=protocol)
         self.client.max_inflight_messages_set(500)
         self.client.max_queued_messages_set(0)
         self.client.connect(host.strip("[]"), int(port))
@@ -139,7 +141,13 @@ class Publisher:
 
 
 def forget_session(url: str, client_id: str, status_node: str | None = None) -> None:
-    """End a persistent session a test left on a broker (and its retained status message)."""
+    """End a persistent session a test left on a broker (and its retained status message), and the
+    session of its companion safety client (``<client id>-safety``, see ingest/service.py)."""
+    _forget_one(url, client_id, status_node)
+    _forget_one(url, client_id + "-safety", None)
+
+
+def _forget_one(url: str, client_id: str, status_node: str | None) -> None:
     host, port = url.split("?")[0].rsplit("//", 1)[1].rsplit(":", 1)
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     props = Properties(PacketTypes.CONNECT)

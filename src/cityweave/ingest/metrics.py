@@ -3,7 +3,9 @@
 Message-level outcomes (``dropped_total{reason}``) complement the adapters' value-level
 rejections: a message is dropped when nothing usable came out of it (its first reason counts), when
 no adapter subscribes to its topic (``unexpected_topic``), when its receipt shows it was stored
-already (``duplicate``) or when the store refused it alone (``store_error``).
+already (``duplicate``), when it is the second copy of a life-safety message the other MQTT session
+brought first (``safety_copy``: processed once, not lost; see ``pipeline.SafetyCopies``) or when
+the store refused it alone (``store_error``).
 """
 
 from __future__ import annotations

@@ -233,6 +233,7 @@ class MqttSubscriber:
         max_backoff: float = 30.0,
         clock: Clock | None = None,
         shared_group: str | None = None,
+        announce: bool = True,
     ) -> None:
         self.url = BrokerUrl.parse(url) if isinstance(url, str) else url
         if shared_group is not None and (not shared_group or any(c in shared_group for c in "/+#")):
@@ -243,6 +244,10 @@ class MqttSubscriber:
         self.client_id = client_id
         self.node = node or socket.gethostname()
         self.status_topic = STATUS_TOPIC.format(node=self.node)
+        # Whether this client publishes the node's status (and holds its last will). A second
+        # session of the same node (the safety session) must not: its stop would say "offline"
+        # for an ingest that is still running.
+        self.announce = announce
         self.receive_maximum = max(1, min(65_535, receive_maximum))
         self.keepalive = keepalive
         self.clock = clock or Clock()
@@ -272,7 +277,8 @@ class MqttSubscriber:
             self.client.username_pw_set(self.url.username, self.url.password)
         if self.url.tls:
             self.client.tls_set_context(ssl.create_default_context())
-        self.client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        if announce:
+            self.client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -299,7 +305,7 @@ class MqttSubscriber:
 
     def stop(self) -> None:
         """Say offline, disconnect cleanly (the session stays: queued messages wait for us)."""
-        if self._connected.is_set():
+        if self._connected.is_set() and self.announce:
             try:
                 self.client.publish(self.status_topic, b"offline", qos=1, retain=True).wait_for_publish(2)
             except (RuntimeError, ValueError):
@@ -353,7 +359,8 @@ class MqttSubscriber:
         if topics:
             client.subscribe(self._filters(topics))
         self._subscribed = set(topics)
-        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        if self.announce:
+            client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._connected.set()
         log.info("connected to MQTT broker %s (session present: %s, %d subscriptions)",
                  self.url, flags.session_present, len(topics))

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=5, ge=1)
     notify_retry_base_seconds: float = Field(default=5.0, gt=0)  # doubles per attempt
     notify_webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Webhook URLs whose host is or resolves to a loopback, private, link-local, ... address are
+    # refused (saving and sending) unless this is true: an on-premises receiver, tests.
+    notify_webhook_allow_private: bool = False
     notify_retention_days: int = Field(default=90, ge=1)  # finished outbox rows are deleted after
     notify_webhook_secret: str | None = Field(
         default=None, description="HMAC-SHA256 key of webhook signatures; default: derived from the master key"

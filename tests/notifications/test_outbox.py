@@ -59,7 +59,7 @@ def change(kind: str = "raised", *, severity: str = "critical", audience: str | 
 def dispatcher(ctx: AppContext, provider: LogProvider | None = None, **overrides: Any) -> outbox.Dispatcher:
     provider = provider or LogProvider()
     channels = {"sms": SmsChannel(provider), "voice": VoiceChannel(provider),
-                "webhook": WebhookChannel(SECRET, timeout=2.0)}
+                "webhook": WebhookChannel(SECRET, timeout=2.0, allow_private=True)}  # receivers on 127.0.0.1
     settings = outbox.Settings(**{"rate_limit": 3, "retry_base_s": 10.0, "max_attempts": 3, **overrides})
     return outbox.Dispatcher(ctx, channels, settings=settings)
 
@@ -289,7 +289,8 @@ def receiver_factory() -> Iterator[Any]:
 def _webhook_user(ctx: AppContext, world: World, url: str) -> str:
     user = world.user_ids[Role.COMMUNITY_ADMIN]
     with ctx.db.session() as session:
-        set_preferences(session, user, channels={"major": ["webhook", "live"]}, webhook_url=url, now=ctx.clock.now())
+        set_preferences(session, user, channels={"major": ["webhook", "live"]}, webhook_url=url, now=ctx.clock.now(),
+                        allow_private=True)
     return user
 
 
@@ -335,7 +336,8 @@ def test_webhook_gives_up_after_max_attempts_and_on_permanent_refusal(
     # 410 Gone: no point in retrying.
     gone = receiver_factory([410])
     with ctx.db.session() as session:
-        set_preferences(session, user, channels={"major": ["webhook"]}, webhook_url=gone.url, now=clock.now())
+        set_preferences(session, user, channels={"major": ["webhook"]}, webhook_url=gone.url, now=clock.now(),
+                        allow_private=True)
     message(ctx, user, 2)
     assert d.dispatch_due(clock.now())["failed"] == 1 and len(gone.requests) == 1
 
@@ -352,7 +354,7 @@ def test_webhook_timeout_and_refused_connection_are_retried(
     assert "Timeout" in (rows(ctx, user_id=user)[0].last_error or "")
     with ctx.db.session() as session:
         set_preferences(session, user, channels={"major": ["webhook"]},
-                        webhook_url="http://127.0.0.1:9/nothing-listens", now=clock.now())
+                        webhook_url="http://127.0.0.1:9/nothing-listens", now=clock.now(), allow_private=True)
     clock.advance(minutes=1)
     assert d.dispatch_due(clock.now())["retried"] == 1
     assert "Connect" in (rows(ctx, user_id=user)[0].last_error or "")

@@ -21,6 +21,7 @@ from cityweave.api.routers import (
     events,
     health,
     ingest,
+    notification_preferences,
     persons,
     places,
     rule_settings,
@@ -66,6 +67,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(workorders.router)
     app.include_router(automation.router)
     app.include_router(rule_settings.router)
+    app.include_router(notification_preferences.router)  # the caller's own channels and webhook
     app.include_router(workorders.categories_router)
     app.include_router(open311.router)  # Open311 GeoReport v2 over the work orders
 

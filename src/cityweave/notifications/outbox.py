@@ -38,7 +38,14 @@ from sqlalchemy.orm import Session
 from cityweave.accounts.models import User
 from cityweave.context import AppContext
 from cityweave.i18n import DEFAULT_LOCALE, LOCALES, translate
-from cityweave.notifications.channels import Channel, DeliveryError, Message, NoAddress, Recipient
+from cityweave.notifications.channels import (
+    Channel,
+    DeliveryError,
+    Message,
+    NoAddress,
+    Recipient,
+    WebhookChannel,
+)
 from cityweave.notifications.models import Notification, NotificationPreference, NotificationStatus
 from cityweave.notifications.preferences import (
     CRITICAL_BYPASS,
@@ -167,6 +174,11 @@ class Dispatcher:
                  settings: Settings | None = None, interval: float = 1.0) -> None:
         self.ctx = ctx
         self.channels = dict(channels)
+        for channel in self.channels.values():
+            # A webhook channel built without an explicit allowance follows the installation's
+            # CITYWEAVE_NOTIFY_WEBHOOK_ALLOW_PRIVATE (the SSRF guard, channels.check_webhook_url).
+            if isinstance(channel, WebhookChannel) and channel.allow_private is None:
+                channel.allow_private = bool(getattr(ctx.settings, "notify_webhook_allow_private", False))
         self.settings = settings or Settings.from_settings(ctx.settings)
         self.interval = interval
         self._wake = threading.Event()

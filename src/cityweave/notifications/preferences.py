@@ -2,6 +2,12 @@
 
 ``live`` is the in-process push to web pages (every change goes there for everyone in scope);
 the others become outbox rows. A webhook is used only by users who gave a webhook URL.
+
+Two rules hold for every stored choice (:func:`set_preferences`, whoever calls it): critical
+messages keep at least one of SMS or voice (``CRITICAL_FLOOR``: a fire alarm that reaches no one is
+worse than an unwanted SMS), and a webhook URL passes the SSRF guard
+(:func:`cityweave.notifications.channels.check_webhook_url`). The HTTP API is
+``/api/v1/users/me/notification-preferences`` (api/routers/notification_preferences.py).
 """
 
 from __future__ import annotations
@@ -9,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cityweave.errors import FieldError, Invalid
+from cityweave.notifications.channels import WebhookUrlRefused, check_webhook_url
 from cityweave.notifications.models import NotificationPreference
 
 LIVE = "live"
@@ -33,6 +42,10 @@ DEFAULT_CHANNELS: dict[str, tuple[str, ...]] = {
 
 # Channels that critical messages reach even beyond the per-recipient rate limit.
 CRITICAL_BYPASS = frozenset({"sms", "voice"})
+# A user's choice for critical messages must keep at least one of these.
+CRITICAL_FLOOR = ("sms", "voice")
+# Most severe first, as shown to users.
+SEVERITIES = tuple(sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__, reverse=True))
 
 
 def most_severe(severities: Iterable[str]) -> str:
@@ -66,18 +79,40 @@ def preferences_of(session: Session, user_ids: Iterable[str]) -> dict[str, Notif
 
 
 def set_preferences(session: Session, user_id: str, *, channels: dict[str, list[str]] | None,
-                    webhook_url: str | None, now: datetime) -> NotificationPreference:
-    """Store a user's choices (severities not named keep the default)."""
+                    webhook_url: str | None, now: datetime, allow_private: bool = False,
+                    resolve: Any = None) -> NotificationPreference:
+    """Store a user's choices, replacing earlier ones (severities not named keep the default).
+    Raises :class:`~cityweave.errors.Invalid` (pointers into ``{"channels": .., "webhook_url": ..}``)
+    for an unknown severity or channel, a critical choice without SMS or voice, the webhook channel
+    without a URL, or a URL the SSRF guard refuses (``allow_private``: the installation's
+    ``notify_webhook_allow_private``)."""
+    errors: list[FieldError] = []
     clean: dict[str, Any] = {}
     for severity, chosen in (channels or {}).items():
         if severity not in SEVERITY_RANK:
-            raise ValueError(f"unknown severity {severity!r}")
+            errors.append(FieldError(f"/channels/{severity}", f"unknown severity {severity!r}; "
+                                     f"one of {', '.join(SEVERITIES)}"))
+            continue
         unknown = [c for c in chosen if c not in CHANNELS]
         if unknown:
-            raise ValueError(f"unknown channels {unknown!r}")
+            errors.append(FieldError(f"/channels/{severity}", f"unknown channels {unknown!r}; "
+                                     f"one of {', '.join(CHANNELS)}"))
+            continue
         clean[severity] = list(dict.fromkeys(chosen))
-    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-        raise ValueError("the webhook URL must be http:// or https://")
+    critical = clean.get("critical")
+    below_floor = critical is not None and not set(critical) & set(CRITICAL_FLOOR)
+    if below_floor:
+        errors.append(FieldError("/channels/critical", critical_floor_message()))
+    if webhook_url is None and any("webhook" in chosen for chosen in clean.values()):
+        errors.append(FieldError("/webhook_url", "the webhook channel needs a webhook URL"))
+    if webhook_url is not None:
+        try:
+            kwargs = {"resolve": resolve} if resolve is not None else {}
+            check_webhook_url(webhook_url, allow_private=allow_private, **kwargs)
+        except WebhookUrlRefused as exc:
+            errors.append(FieldError("/webhook_url", exc.reason))
+    if errors:
+        raise Invalid(errors, critical_floor_message() if below_floor else "The notification preferences are not valid.")
     row = session.get(NotificationPreference, user_id)
     if row is None:
         row = NotificationPreference(user_id=user_id, channels=clean, webhook_url=webhook_url, updated_at=now)
@@ -86,3 +121,48 @@ def set_preferences(session: Session, user_id: str, *, channels: dict[str, list[
         row.channels, row.webhook_url, row.updated_at = clean, webhook_url, now
     session.flush()
     return row
+
+
+def critical_floor_message() -> str:
+    return ("Critical notifications must keep SMS or voice: choose at least one of "
+            f"{' or '.join(CRITICAL_FLOOR)} for critical, so that a fire or gas alarm always reaches you.")
+
+
+def reset_preferences(session: Session, user_id: str) -> bool:
+    """Back to the defaults (the row goes, webhook URL included); whether there was a row."""
+    row = session.get(NotificationPreference, user_id)
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
+
+
+def effective_choices(preference: NotificationPreference | None) -> list[dict[str, Any]]:
+    """Per severity, most severe first: the channels in force (the user's own where set, else the
+    default), the default, and whether the default applies."""
+    own = (preference.channels or {}) if preference is not None else {}
+    out = []
+    for severity in SEVERITIES:
+        default = list(DEFAULT_CHANNELS.get(severity, (LIVE,)))
+        chosen = own.get(severity)
+        is_default = not isinstance(chosen, list)
+        out.append({"severity": severity,
+                    "channels": default if is_default else [c for c in chosen if c in CHANNELS],
+                    "default": default, "is_default": is_default})
+    return out
+
+
+def redact_webhook_url(url: str | None) -> str | None:
+    """The URL as written to logs and the audit trail: scheme, host and port only. Query strings
+    and paths of webhook URLs often carry the receiver's secret (Slack, DingTalk, WeCom ...)."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparseable)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}/…"

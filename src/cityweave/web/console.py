@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -438,6 +438,18 @@ def device_detail(request: Request, viewer: SignedIn, device_id: str,
                    chosen=chosen, chart=chart)
 
 
+@router.get("/devices/{device_id}/readings", response_class=HTMLResponse)
+def device_readings(request: Request, viewer: SignedIn, device_id: str) -> Response:
+    """The device's latest values alone: app.js redraws them (``data-tile``) when a
+    ``device_state`` event names the device, as it redraws the home's device tiles."""
+    call = staff_call(viewer)
+    try:
+        device, values = device_state.device_state(call, device_id[:40])
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    return _render(request, viewer, "console/_device_readings.html", device=device, values=values)
+
+
 @router.post("/devices/{device_id}/claim")
 def claim_device(request: Request, viewer: SignedIn, device_id: str,
                  place_id: Annotated[str, Form(max_length=64)] = "",
@@ -507,14 +519,16 @@ def community_layout(buildings: list[Place], units: dict[str, list[Place]],
     return {"buildings": shapes, "width": max(width, 100), "height": y + row_height + 4, "cell": cell}
 
 
-@router.get("/community", response_class=HTMLResponse)
-def community(request: Request, viewer: SignedIn,
-              place_id: Annotated[str, Query(max_length=64, pattern="^[a-z0-9-]*$")] = "") -> Response:
-    call = staff_call(viewer)
+def community_view(call: Call, place_id: str) -> dict[str, Any]:
+    """What the community view shows of ``place_id`` (the viewer's first community when empty):
+    the communities in the viewer's view, and of the chosen one the buildings, units and
+    households they may read, coloured by the most severe open alarm. The page and its live map
+    fragment both ask here, so both make the same checks: 404 for a community outside the view."""
     communities = _communities(call)
     if not communities:
-        return _render(request, viewer, "console/community.html", communities=[], current=None, layout=None,
-                       rows=[])
+        if place_id:
+            raise PageRefused(404, "no such community in your view")
+        return {"communities": [], "current": None, "layout": None, "rows": []}
     current = next((c for c in communities if c.id == place_id), None) if place_id else communities[0]
     if current is None:
         raise PageRefused(404, "no such community in your view")
@@ -543,5 +557,20 @@ def community(request: Request, viewer: SignedIn,
              "alarmed": [h for u in units.get(b.id, []) for h in households.get(u.id, []) if h.id in worst]}
             for b in buildings]
     layout = community_layout(buildings, units, households, worst)
-    return _render(request, viewer, "console/community.html", communities=communities, current=current,
-                   layout=layout, rows=rows, severities=SEVERITIES, worst=worst)
+    return {"communities": communities, "current": current, "layout": layout, "rows": rows,
+            "severities": SEVERITIES, "worst": worst}
+
+
+@router.get("/community", response_class=HTMLResponse)
+def community(request: Request, viewer: SignedIn,
+              place_id: Annotated[str, Query(max_length=64, pattern="^[a-z0-9-]*$")] = "") -> Response:
+    view = community_view(staff_call(viewer), place_id)
+    return _render(request, viewer, "console/community.html", **view)
+
+
+@router.get("/community/{place_id}/map", response_class=HTMLResponse)
+def community_map(request: Request, viewer: SignedIn,
+                  place_id: Annotated[str, Path(max_length=64, pattern="^[a-z0-9-]+$")]) -> Response:
+    """The community's map and table alone: htmx swaps it in when alarm events arrive (no reload)."""
+    view = community_view(staff_call(viewer), place_id)
+    return _render(request, viewer, "console/_community_map.html", **view)

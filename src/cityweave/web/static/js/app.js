@@ -4,8 +4,9 @@
 
   // -- Live updates: server-sent events from /api/v1/events (the session cookie authenticates).
   // Parts of a page say what they follow with data-live="alarm,work_order" (the overview's feed,
-  // fragments that refresh themselves) or data-live="device_state" (a device tile that redraws
-  // itself from its data-tile address). One stream per page carries the union of those types.
+  // fragments that refresh themselves) or data-live="device_state" (a home device tile, or the
+  // console device page's readings, that redraws itself from its data-tile address). One stream
+  // per page carries the union of those types.
   function liveTypes() {
     var types = {};
     document.querySelectorAll("[data-live]").forEach(function (el) {

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # refused (saving and sending) unless this is true: an on-premises receiver, tests.
     notify_webhook_allow_private: bool = False
     notify_retention_days: int = Field(default=90, ge=1)  # finished outbox rows are deleted after
+    # Raised/escalated alarm steps of the last N minutes whose outbox rows are missing (a failed
+    # write, a crash after the alarm's commit) are queued by the catch-up sweep; older ones are not.
+    notify_catch_up_minutes: int = Field(default=60, ge=0)
     notify_webhook_secret: str | None = Field(
         default=None, description="HMAC-SHA256 key of webhook signatures; default: derived from the master key"
     )

@@ -84,7 +84,7 @@ class AlarmEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     alarm_id: Mapped[str] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)  # the notifications' catch-up reads recent steps
     action: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[str | None] = mapped_column(String(40))  # user id; NULL for the platform
     actor: Mapped[str] = mapped_column(String(100))  # username or the platform's label

@@ -104,7 +104,8 @@ def _serve(settings: Settings, *, before_start: Callable[[AppContext], None] | N
     runtime: DeviceRuntime | None = None
     stops: list[Callable[[], None]] = []
     try:
-        # Notifications: stale outbox rows become digests, then the dispatcher sends what is due.
+        # Notifications: missed alarm steps are queued (catch-up, then every minute), stale outbox
+        # rows become digests, then the dispatcher sends what is due.
         notifications = app.state.notifications.start()
         stops.insert(0, notifications.stop)
         console.print("notifications: live events at /api/v1/events; webhooks are sent; SMS and voice "

@@ -33,6 +33,11 @@ def negotiate(accept_language: str | None, preferred: str | None = None) -> str:
     return DEFAULT_LOCALE
 
 
+def lookup(key: str, locale: str = DEFAULT_LOCALE) -> str | None:
+    """The template for ``key`` in ``locale`` only (no fallback), or None if it has none."""
+    return _catalogue(locale if locale in LOCALES else DEFAULT_LOCALE).get(key)
+
+
 def translate(key: str, locale: str = DEFAULT_LOCALE, **params: object) -> str:
     catalogue = _catalogue(locale if locale in LOCALES else DEFAULT_LOCALE)
     template = catalogue.get(key) or _catalogue("en").get(key) or key

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 class CityWeaveError(Exception):
@@ -37,10 +38,14 @@ class AuthenticationFailed(CityWeaveError):
 
 @dataclass
 class FieldError:
-    """One invalid input field; ``pointer`` is an RFC 6901 JSON pointer into the request body."""
+    """One invalid input field; ``pointer`` is an RFC 6901 JSON pointer into the request body.
+
+    ``detail`` is English. ``error``, when the field failed Pydantic validation, is that error
+    (``type``, ``msg``, ``ctx``): the HTTP edge words it in the caller's language from it."""
 
     pointer: str
     detail: str
+    error: dict[str, Any] | None = field(default=None, compare=False)
 
 
 class Invalid(CityWeaveError):
@@ -48,8 +53,9 @@ class Invalid(CityWeaveError):
 
     status = 422
     slug = "validation-error"
+    DEFAULT_DETAIL = "The request has invalid fields."  # translated at the HTTP edge (errors.validation)
 
-    def __init__(self, errors: list[FieldError], detail: str = "The request has invalid fields.") -> None:
+    def __init__(self, errors: list[FieldError], detail: str = DEFAULT_DETAIL) -> None:
         super().__init__(detail)
         self.errors = errors
 

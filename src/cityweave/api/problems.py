@@ -7,19 +7,21 @@ client (or a person) can look a problem type up.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cityweave.authz.policy import Unauthorized
 from cityweave.errors import CityWeaveError, Invalid
-from cityweave.i18n import translate
+from cityweave.i18n import lookup, translate
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,18 @@ PROBLEM_TYPES: dict[str, str] = {
 
 
 class ProblemFieldError(BaseModel):
-    pointer: str
+    """One invalid input: ``pointer`` into the body, or ``parameter`` and ``in`` for a query,
+    path or header parameter; ``detail`` in the caller's language (Accept-Language); ``code`` the
+    stable error type (Pydantic's ``type``, e.g. ``missing``, ``string_too_long``; ``invalid``
+    for a domain rule) so that a client can word the message itself."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    pointer: str | None = None
+    parameter: str | None = None
+    in_: str | None = Field(default=None, alias="in")
     detail: str
+    code: str | None = None
 
 
 class Problem(BaseModel):
@@ -100,30 +112,43 @@ def _pointer(loc: tuple[Any, ...]) -> tuple[str, str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        locale = _locale(request)
         errors = []
         malformed = False
         for err in exc.errors():
             if err.get("type") == "json_invalid":
                 malformed = True
             where, pointer = _pointer(tuple(err.get("loc", ())))
-            entry = {"pointer": pointer if where == "body" else "", "detail": err.get("msg", "invalid")}
-            if where != "body":
-                entry = {"parameter": pointer, "in": where, "detail": err.get("msg", "invalid")}
-            errors.append(entry)
+            detail = field_error_message(err, locale)
+            code = str(err.get("type") or "invalid")
+            if where == "body":
+                errors.append({"pointer": pointer, "detail": detail, "code": code})
+            else:
+                errors.append({"parameter": pointer, "in": where, "detail": detail, "code": code})
         if malformed:
-            return problem_response(request, 400, "malformed-json", "The body is not valid JSON.", errors=errors)
-        locale = _locale(request)
+            return problem_response(request, 400, "malformed-json", translate("errors.malformed_json", locale),
+                                    errors=errors)
         return problem_response(request, 422, "validation-error", translate("errors.validation", locale), errors=errors)
 
     @app.exception_handler(Invalid)
     async def _invalid(request: Request, exc: Invalid) -> JSONResponse:
+        # Domain rules: a field's detail is the service's own (English) text, code "invalid";
+        # fields that failed Pydantic validation inside a service (rules, scenes) are translated
+        # like request validation. The summary is translated when it is the generic one.
+        locale = _locale(request)
         errors = []
         for e in exc.errors:
+            detail, code = e.detail, "invalid"
+            if e.error and e.error.get("type"):
+                detail, code = field_error_message(e.error, locale), str(e.error["type"])
             if e.pointer.startswith("/") or e.pointer == "":
-                errors.append({"pointer": e.pointer, "detail": e.detail})
+                errors.append({"pointer": e.pointer, "detail": detail, "code": code})
             else:
-                errors.append({"parameter": e.pointer, "in": "query", "detail": e.detail})
-        return problem_response(request, 422, "validation-error", exc.detail, errors=errors)
+                errors.append({"parameter": e.pointer, "in": "query", "detail": detail, "code": code})
+        detail = exc.detail
+        if detail == Invalid.DEFAULT_DETAIL:
+            detail = translate("errors.validation", locale)
+        return problem_response(request, 422, "validation-error", detail, errors=errors)
 
     @app.exception_handler(CityWeaveError)
     async def _domain(request: Request, exc: CityWeaveError) -> JSONResponse:
@@ -163,3 +188,85 @@ def install(app: FastAPI) -> None:
 def _locale(request: Request) -> str:
     accept = request.headers.get("accept-language", "")
     return "en" if accept.lower().startswith("en") else "zh-CN"
+
+
+# -- field errors in the caller's language ------------------------------------------------------------
+# Each Pydantic error type has a catalogue entry ``errors.field.<type>`` (en mirrors Pydantic's own
+# wording), filled from the error's ``ctx``. A validator may raise
+# ``PydanticCustomError("<type>", "<English text>", ctx)`` with a matching catalogue key to be
+# translated the same way. ``<key>.one`` is the English singular (count 1).
+
+#: types worded alike
+_SAME_AS = {
+    "model_attributes_type": "model_type",
+    "dataclass_type": "model_type",
+    "frozen_set_type": "set_type",
+    "decimal_type": "decimal_parsing",
+    "iterable_type": "list_type",
+}
+#: the ctx entry that decides between ``<key>`` and ``<key>.one``
+_COUNT = {
+    "string_too_short": "min_length",
+    "string_too_long": "max_length",
+    "too_short": "min_length",
+    "too_long": "max_length",
+    "too_long_unknown": "max_length",
+}
+_OWN_MESSAGE = ("value_error", "assertion_error")
+_PYDANTIC_PREFIX = re.compile(r"^(Value error|Assertion failed), ")
+
+
+def field_error_message(err: Mapping[str, Any], locale: str) -> str:
+    """One Pydantic error (an item of ``ValidationError.errors()``) as text in ``locale``.
+
+    Never empty: without a catalogue entry, English keeps Pydantic's message and Chinese gets
+    a generic phrase followed by it."""
+    kind = str(err.get("type") or "")
+    message = str(err.get("msg") or "") or kind or "invalid"
+    ctx: dict[str, Any] = dict(err.get("ctx") or {})
+    if kind in _OWN_MESSAGE:
+        # Our validators' hand-written text: kept; Chinese says what kind of problem it is.
+        error = ctx.get("error")
+        own = str(error) if error is not None and str(error) else _PYDANTIC_PREFIX.sub("", message)
+        return _fill(f"errors.field.{kind}", locale, {"message": own}) or own
+    key = f"errors.field.{_SAME_AS.get(kind, kind)}"
+    if kind == "too_long" and ctx.get("actual_length") is None:
+        key = "errors.field.too_long_unknown"
+    if locale == "zh-CN":
+        for name in ("expected", "expected_schemes", "expected_tags"):
+            if isinstance(ctx.get(name), str):
+                ctx[name] = _zh_alternatives(ctx[name])
+    text = None
+    count = _COUNT.get(key.removeprefix("errors.field."))
+    if locale == "en" and count and ctx.get(count) == 1:
+        text = _fill(key + ".one", locale, ctx)
+    text = text or _fill(key, locale, ctx)
+    if text:
+        return text
+    if locale == "en":
+        return message
+    return _fill("errors.field.unknown", locale, {"message": message}) or message
+
+
+def _fill(key: str, locale: str, params: Mapping[str, Any]) -> str | None:
+    template = lookup(key, locale)
+    if not template:
+        return None
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        log.warning("catalogue entry %s (%s) does not fit the error's context %s", key, locale, sorted(params))
+        return None
+
+
+def _zh_alternatives(expected: str) -> str:
+    """Pydantic joins choices as "'a', 'b' or 'c'"; in Chinese they read 'a'、'b'、'c'."""
+    if "'" in expected:
+        if "' or '" in expected:
+            head, tail = expected.rsplit("' or '", 1)
+            expected = f"{head}', '{tail}"
+        return expected.replace("', '", "'、'")
+    if " or " in expected:  # numbers: 1, 2 or 3
+        head, tail = expected.rsplit(" or ", 1)
+        return "、".join([*head.split(", "), tail])
+    return expected

@@ -670,7 +670,9 @@ def errors_from(exc: ValidationError, prefix: str = "", loc_prefix: tuple[Any, .
     found: list[FieldError] = []
     for err in exc.errors(include_url=False):
         where, text = pointer(loc_prefix + tuple(err.get("loc", ())), err.get("msg", "invalid"))
-        found.append(FieldError(prefix + where, text))
+        # kept for translation at the HTTP edge; our validators' text without its "@field: " part
+        ctx = {k: v for k, v in (err.get("ctx") or {}).items() if k != "error"}
+        found.append(FieldError(prefix + where, text, error={"type": err.get("type"), "msg": text, "ctx": ctx}))
     return found
 
 

@@ -29,7 +29,9 @@ PROBLEM_JSON = "application/problem+json"
 
 PROBLEM_TYPES: dict[str, str] = {
     "validation-error": "The request has fields that are missing, of the wrong type or out of range; "
-    "`errors` points at each one (RFC 6901 JSON pointers into the body, or the parameter name).",
+    "`errors` points at each one (RFC 6901 JSON pointers into the body, or the parameter name), with a "
+    "`detail` in the caller's language (Accept-Language) and a stable `code` (e.g. missing, "
+    "string_too_long, greater_than_equal; invalid for a domain rule).",
     "malformed-json": "The body is not valid JSON.",
     "unauthenticated": "No valid credentials: send `Authorization: Bearer <token>` or an API key.",
     "invalid-grant": "OAuth2 invalid_grant: the username, password or refresh token is wrong.",

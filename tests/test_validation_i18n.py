@@ -313,3 +313,21 @@ def test_error_keys_exist_in_both_catalogues_with_the_same_placeholders() -> Non
         zh_fields = set(re.findall(r"(?<!\{)\{(\w+)\}", zh[key]))
         # Chinese need not name the container (field_type: "List"), English may leave out nothing else
         assert zh_fields - {"field_type"} <= en_fields and en_fields - {"field_type"} <= zh_fields | {"actual_length"}, key
+
+
+# -- the web pages show the same texts -------------------------------------------------------------
+def test_a_web_form_error_page_words_the_field_in_the_viewers_language(client: TestClient, world: World) -> None:
+    from tests.web.test_pages import RESIDENT, csrf_of, sign_in
+
+    sign_in(client, RESIDENT)
+    token = csrf_of(client.get("/home").text)
+    form = {"csrf": token, "category_id": "repair-power", "description": ""}
+    client.cookies.set("cw_lang", "zh-CN")
+    zh = client.post("/home/reports", data=form)
+    assert zh.status_code == 422 and zh.headers["content-type"].startswith("text/html")
+    assert '<p class="hint" lang="zh-CN">description：至少需要 2 个字符。</p>' in zh.text, zh.text
+    assert "validation error" not in zh.text
+    client.cookies.set("cw_lang", "en")
+    en = client.post("/home/reports", data=form)
+    assert en.status_code == 422
+    assert '<p class="hint" lang="en">description: String should have at least 2 characters</p>' in en.text, en.text

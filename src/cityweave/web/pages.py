@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
@@ -20,12 +21,13 @@ from cityweave.accounts import service as accounts
 from cityweave.accounts.models import Role
 from cityweave.alarms import service as alarms
 from cityweave.alarms.models import Alarm, AlarmStatus
+from cityweave.api.problems import field_error_message
 from cityweave.api.routers.alarms import publish_after_commit
 from cityweave.authz import policy
 from cityweave.authz.policy import Action, Principal, Resource, Unauthorized
 from cityweave.context import AppContext, Call
 from cityweave.devices.registry.models import Device, DeviceStatus
-from cityweave.errors import AuthenticationFailed, CityWeaveError
+from cityweave.errors import AuthenticationFailed, CityWeaveError, Invalid
 from cityweave.listing import PageRequest
 from cityweave.people import welfare
 from cityweave.web import i18n
@@ -145,17 +147,33 @@ class PageRefused(Exception):
     """A domain error (or invalid input) on a page: answered with an error page in the viewer's
     language and the error's status (404 outside the viewer's view, 403, 409, 422)."""
 
-    def __init__(self, status: int, detail: str = "") -> None:
+    def __init__(self, status: int, detail: str = "", fields: list[tuple[str, dict[str, Any]]] | None = None) -> None:
         self.status = status
         self.detail = detail
+        # (field, Pydantic error) pairs: worded in the viewer's language when the page is drawn
+        self.fields = fields or []
 
 
 def refuse(exc: Exception) -> PageRefused:
+    if isinstance(exc, Invalid) and exc.errors and all(e.error for e in exc.errors):
+        return PageRefused(exc.status, exc.detail,
+                           [(e.pointer.rsplit("/", 1)[-1], e.error) for e in exc.errors if e.error])
     if isinstance(exc, CityWeaveError):
         return PageRefused(exc.status, exc.detail)
     if isinstance(exc, Unauthorized):  # hidden: answered as if the object did not exist
         return PageRefused(404 if exc.hidden else 403, "" if exc.hidden else str(exc))
+    if isinstance(exc, ValidationError):
+        fields = [(next((str(p) for p in reversed(err.get("loc", ())) if isinstance(p, str)), ""), dict(err))
+                  for err in exc.errors(include_url=False)]
+        return PageRefused(422, str(exc).splitlines()[0] if str(exc) else "", fields)
     return PageRefused(422, str(exc).splitlines()[0] if str(exc) else "")
+
+
+def _field_problems(fields: list[tuple[str, dict[str, Any]]], locale: str) -> str:
+    """"description: 至少需要 1 个字符。" per field, in the viewer's language."""
+    colon, sep = ("：", "；") if locale == "zh-CN" else (": ", "; ")
+    return sep.join(f"{name}{colon}{field_error_message(err, locale)}" if name else field_error_message(err, locale)
+                    for name, err in fields)
 
 
 def staff_call(viewer: Viewer) -> Call:
@@ -324,6 +342,9 @@ def page_refused(request: Request, exc: PageRefused) -> Response:
         viewer = Viewer(locale=i18n.negotiate(request.cookies.get(LANG_COOKIE), None,
                                               request.headers.get("accept-language")),
                         large=request.cookies.get(LARGE_COOKIE) == "1", tv=False)
+    if exc.fields:
+        return _render(request, viewer, "error.html", status_code=exc.status, status=exc.status,
+                       detail=_field_problems(exc.fields, viewer.locale), detail_lang=viewer.locale)
     return _render(request, viewer, "error.html", status_code=exc.status, status=exc.status, detail=exc.detail)
 
 

@@ -344,3 +344,19 @@ def test_the_outbox_follows_the_choice(client: TestClient, world: World, ctx: Ap
     assert client.delete(URL, headers=me(world)).status_code == 204
     assert outbox_channels(ctx, user, "critical", 7) == {"sms", "voice"}
     assert outbox_channels(ctx, user, "major", 8) == {"sms"}
+
+
+def test_refusals_are_worded_in_the_callers_language(client: TestClient, world: World) -> None:
+    body = {"channels": {"critical": ["live"], "major": ["webhook"]}, "webhook_url": "http://127.0.0.1:8080/hook"}
+    zh = assert_problem(client.put(URL, headers={**me(world), "Accept-Language": "zh-CN,zh;q=0.9"}, json=body), 422)
+    assert zh["detail"] == ("紧急通知必须保留短信或语音电话：紧急级别请至少选择 sms 或 voice 之一，"
+                            "确保火灾、燃气等报警一定能通知到您。")
+    details = {e["pointer"]: e["detail"] for e in zh["errors"]}
+    assert details["/channels/critical"] == zh["detail"]
+    assert details["/webhook_url"] == "Webhook 主机“127.0.0.1”是回环地址；Webhook 只能发往公网地址"
+    en = assert_problem(client.put(URL, headers={**me(world), "Accept-Language": "en"}, json=body), 422)
+    assert {e["pointer"]: e["detail"] for e in en["errors"]}["/webhook_url"] == (
+        "the webhook host '127.0.0.1' is a loopback address; webhooks go to public addresses only")
+    no_url = assert_problem(client.put(URL, headers=me(world), json={"channels": {"major": ["webhook"]}}), 422)
+    assert no_url["detail"] == "通知偏好设置有误。"  # no Accept-Language: the default, zh-CN
+    assert no_url["errors"][0]["detail"] == "选择 Webhook 渠道时必须填写 Webhook 地址"

@@ -4,9 +4,13 @@ A :class:`Channel` takes one rendered :class:`Message` for one :class:`Recipient
 returns (delivered), or raises :class:`DeliveryError` (``permanent=False``: try again later with
 backoff; ``permanent=True``: give up now) or :class:`NoAddress` (nothing to send to: suppressed).
 
-* ``webhook``: an HTTP POST of JSON to the recipient's webhook URL, signed with HMAC-SHA256;
-  :func:`check_webhook_url` (the one SSRF guard, also used when a user saves the URL) refuses
-  URLs that are not http(s), carry credentials, or lead to an internal address;
+* ``webhook``: an HTTP POST of JSON to the recipient's webhook URL (a user's, or a rule's own),
+  signed with HMAC-SHA256; :func:`check_webhook_url` (the one SSRF guard, also used when a user
+  saves the URL) refuses URLs that are not http(s), carry credentials, or lead to an internal
+  address. When sending, the name is resolved ONCE (:func:`pin_webhook_url`), every address is
+  checked, and the connection goes to a vetted address (:func:`pinned_request`: the URL's host is
+  the IP; the Host header, TLS SNI and certificate check keep the name), so a DNS server that
+  answers a public address to the check and an internal one to the connect gains nothing;
 * ``sms`` and ``voice``: through a :class:`TextProvider`. The only provider shipped is
   :class:`LogProvider`, which **sends nothing**: it writes the message to the log (phone number
   masked) and keeps the last ones in memory. The demo uses it; a real SMS gateway (Aliyun,
@@ -28,10 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
+from cityweave.i18n import translate
 from cityweave.security.masking import mask_phone
 
 log = logging.getLogger("cityweave.notifications")
@@ -43,7 +48,7 @@ DELIVERY_HEADER = "X-CityWeave-Delivery"
 
 @dataclass(frozen=True)
 class Recipient:
-    user_id: str
+    user_id: str  # "" for a rule's own webhook (an outbox row of no user)
     locale: str
     display_name: str = ""
     phone: str | None = None
@@ -63,8 +68,12 @@ class Message:
     place_path: str | None = None
     ref: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # The whole JSON body instead of the rendered message (a rule's webhook: rule_key, ...).
+    payload: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
+        if self.payload is not None:
+            return {"id": self.id, **self.payload}
         return {"id": self.id, "kind": self.kind, "severity": self.severity, "subject": self.subject,
                 "body": self.body, "locale": self.locale, "created_at": self.created_at.isoformat(),
                 "place_path": self.place_path, "ref": self.ref, "data": self.data}
@@ -105,12 +114,21 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 class WebhookUrlRefused(ValueError):
     """A webhook URL the server will not call. ``unresolved``: only the DNS lookup failed (it may
-    work later), as opposed to a URL that is refused for what it is or where it leads."""
+    work later), as opposed to a URL that is refused for what it is or where it leads. ``reason``
+    is English; :meth:`message` words it in another language (catalogue ``notify.webhook_url.*``)."""
 
-    def __init__(self, reason: str, *, unresolved: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, key: str, *, unresolved: bool = False, **params: str) -> None:
+        self.key = key
+        self.params = params
         self.unresolved = unresolved
+        self.reason = self.message("en")
+        super().__init__(self.reason)
+
+    def message(self, locale: str) -> str:
+        params = dict(self.params)
+        if "why" in params:
+            params["why"] = translate(f"notify.address.{params['why']}", locale)
+        return translate(f"notify.webhook_url.{self.key}", locale, **params)
 
 
 def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -143,6 +161,63 @@ def internal_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
     return None
 
 
+@dataclass(frozen=True)
+class PinnedUrl:
+    """A webhook URL resolved once and vetted: connect to one of ``addresses`` (all checked),
+    never to what the name resolves to later."""
+
+    url: str
+    scheme: str
+    host: str  # as in the URL (lower case, no brackets)
+    port: int | None
+    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+
+
+def _parse(url: str) -> tuple[SplitResult, str, int | None]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise WebhookUrlRefused("invalid", error=str(exc)) from exc
+    if parts.scheme.lower() not in ("http", "https"):
+        raise WebhookUrlRefused("scheme")
+    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
+        raise WebhookUrlRefused("credentials")
+    host = parts.hostname
+    if not host:
+        raise WebhookUrlRefused("no_host")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise WebhookUrlRefused("spaces")
+    return parts, host, port
+
+
+def _resolve_all(parts: SplitResult, host: str, port: int | None, resolve: Resolver,
+                 ) -> tuple[bool, list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """(whether ``host`` is a literal, its addresses): one lookup, every address it answers."""
+    try:
+        return True, [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = resolve(host, port or (443 if parts.scheme.lower() == "https" else 80), type=socket.SOCK_STREAM)
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise WebhookUrlRefused("unresolved", unresolved=True, host=host) from exc
+    if not addresses:
+        raise WebhookUrlRefused("unresolved", unresolved=True, host=host)
+    return False, list(dict.fromkeys(addresses))
+
+
+def _refuse_internal(host: str, literal: bool,
+                     addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> None:
+    for address in addresses:
+        why = internal_address(address)
+        if why is not None:
+            if literal:
+                raise WebhookUrlRefused("internal", host=host, why=why)
+            raise WebhookUrlRefused("internal_resolved", host=host, address=str(address), why=why)
+
+
 def check_webhook_url(url: str, *, allow_private: bool = False,
                       resolve: Resolver = socket.getaddrinfo) -> str:
     """Refuse (:class:`WebhookUrlRefused`) a webhook URL the server must not POST to: not http or
@@ -152,47 +227,77 @@ def check_webhook_url(url: str, *, allow_private: bool = False,
     ``allow_private`` (``CITYWEAVE_NOTIFY_WEBHOOK_ALLOW_PRIVATE``) lets internal addresses through;
     the other rules still hold. Returns the URL unchanged.
 
-    Called when a user saves the URL *and* before every delivery, so that a name which later
-    resolves to an internal address is still refused."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise WebhookUrlRefused(f"the webhook URL is not a valid URL ({exc})") from exc
-    if parts.scheme.lower() not in ("http", "https"):
-        raise WebhookUrlRefused("the webhook URL must start with http:// or https://")
-    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
-        raise WebhookUrlRefused("the webhook URL must not contain credentials (user:password@)")
-    host = parts.hostname
-    if not host:
-        raise WebhookUrlRefused("the webhook URL has no host")
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise WebhookUrlRefused("the webhook URL must not contain spaces or control characters")
+    Called when a user saves the URL; deliveries use :func:`pin_webhook_url` (the same rules, and
+    the addresses to connect to), so that a name which later resolves to an internal address is
+    still refused."""
+    parts, host, port = _parse(url)
     if allow_private:
         return url
-    try:
-        literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            infos = resolve(host, port or (443 if parts.scheme.lower() == "https" else 80),
-                            type=socket.SOCK_STREAM)
-            addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-        except (OSError, UnicodeError, ValueError) as exc:
-            raise WebhookUrlRefused(f"the webhook host {host!r} cannot be resolved",
-                                    unresolved=True) from exc
-        if not addresses:
-            raise WebhookUrlRefused(f"the webhook host {host!r} cannot be resolved", unresolved=True)
-    for address in addresses:
-        why = internal_address(address)
-        if why is not None:
-            shown = "" if literal is not None else f" (resolves to {address})"
-            raise WebhookUrlRefused(
-                f"the webhook host {host!r}{shown} is a {why} address; webhooks go to public addresses only")
+    literal, addresses = _resolve_all(parts, host, port, resolve)
+    _refuse_internal(host, literal, addresses)
     return url
+
+
+def pin_webhook_url(url: str, *, allow_private: bool = False,
+                    resolve: Resolver = socket.getaddrinfo) -> PinnedUrl:
+    """:func:`check_webhook_url` for one delivery: the name is resolved exactly once (even with
+    ``allow_private``) and the addresses that passed are returned, to connect to one of them."""
+    parts, host, port = _parse(url)
+    literal, addresses = _resolve_all(parts, host, port, resolve)
+    if not allow_private:
+        _refuse_internal(host, literal, addresses)
+    return PinnedUrl(url=url, scheme=parts.scheme.lower(), host=host, port=port, addresses=tuple(addresses))
+
+
+def pinned_request(client: httpx.Client, pinned: PinnedUrl,
+                   address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, content: bytes,
+                   headers: dict[str, str], timeout: float) -> httpx.Request:
+    """A POST of ``content`` to ``pinned.url`` that connects to ``address`` (no DNS lookup by the
+    client): the request URL's host is the IP; the Host header is the URL's (name and explicit
+    port, as the client would send it) and, for https, the ``sni_hostname`` extension makes
+    httpcore send the name in the TLS SNI and verify the certificate against it."""
+    original = httpx.URL(pinned.url)
+    target = original.copy_with(host=str(address))
+    extensions: dict[str, Any] = {}
+    if pinned.scheme == "https":
+        extensions["sni_hostname"] = original.raw_host.decode("ascii")  # IDNA-encoded, as httpcore would
+    request = client.build_request("POST", target, content=content,
+                                   headers={**headers, "Host": original.netloc.decode("ascii")},
+                                   timeout=timeout, extensions=extensions)
+    return request
+
+
+def redact_webhook_url(url: str | None) -> str | None:
+    """The URL as written to logs, errors and the audit trail: scheme, host and port only. Query
+    strings and paths of webhook URLs often carry the receiver's secret (Slack, DingTalk, WeCom ...)."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparseable)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+MAX_ADDRESSES_TRIED = 3  # a name with several vetted addresses: the next on a refused connection
+
+
+class _RedactRequestUrls(logging.Filter):
+    """httpx logs every request at INFO with its full URL ("HTTP Request: POST <url> ..."); a
+    webhook URL's path and query may carry the receiver's secret: logged as scheme://host:port."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (isinstance(record.msg, str) and record.msg.startswith("HTTP Request:")
+                and isinstance(args, tuple) and len(args) >= 2):
+            record.args = (args[0], redact_webhook_url(str(args[1])), *args[2:])
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactRequestUrls())
 
 
 class WebhookChannel:
@@ -212,15 +317,18 @@ class WebhookChannel:
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+                # No keep-alive: connections are pooled by (scheme, IP, port), and a TLS
+                # connection set up for one name must not carry a request for another.
+                self._client = httpx.Client(timeout=self.timeout, follow_redirects=False,
+                                            limits=httpx.Limits(max_keepalive_connections=0))
             return self._client
 
     def send(self, recipient: Recipient, message: Message) -> None:
-        if not recipient.webhook_url:
+        url = recipient.webhook_url
+        if not url:
             raise NoAddress("no webhook URL")
-        try:
-            check_webhook_url(recipient.webhook_url, allow_private=bool(self.allow_private),
-                              resolve=self._resolve)
+        try:  # resolved once here; the connection goes to these addresses, not to a new lookup
+            pinned = pin_webhook_url(url, allow_private=bool(self.allow_private), resolve=self._resolve)
         except WebhookUrlRefused as exc:  # a name that cannot be resolved now may resolve later
             raise DeliveryError(f"webhook URL refused: {exc.reason}"[:300],
                                 permanent=not exc.unresolved) from exc
@@ -233,11 +341,21 @@ class WebhookChannel:
             DELIVERY_HEADER: str(message.id),  # the same on retries: receivers drop duplicates
             "User-Agent": "CityWeave-Webhook/1",
         }
-        try:
-            response = self._http().post(recipient.webhook_url, content=body, headers=headers,
-                                         timeout=self.timeout)
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        client = self._http()
+        response: httpx.Response | None = None
+        for n, address in enumerate(pinned.addresses[:MAX_ADDRESSES_TRIED]):
+            request = pinned_request(client, pinned, address, content=body, headers=headers, timeout=self.timeout)
+            try:
+                response = client.send(request)
+                response.close()
+                break
+            except httpx.ConnectError as exc:
+                if n + 1 < min(len(pinned.addresses), MAX_ADDRESSES_TRIED):
+                    continue
+                raise DeliveryError(_scrub(f"{type(exc).__name__}: {exc}", url)) from exc
+            except httpx.HTTPError as exc:
+                raise DeliveryError(_scrub(f"{type(exc).__name__}: {exc}", url)) from exc
+        assert response is not None
         if response.is_success:
             return
         # Client errors will not get better by themselves (except timeouts and rate limits).
@@ -249,6 +367,15 @@ class WebhookChannel:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _scrub(reason: str, url: str) -> str:
+    """An error text without the URL's path or query (they may carry the receiver's secret)."""
+    parts = urlsplit(url)
+    for secret in (url, parts.query, parts.path if len(parts.path) > 1 else ""):
+        if secret:
+            reason = reason.replace(secret, "…")
+    return reason[:300]
 
 
 # -- SMS and voice ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The notification outbox and the optional per-user channel preferences.
 
-One ``notifications`` row per (recipient user, channel, message). Texts are stored as i18n keys
+One ``notifications`` row per (recipient user, channel, message), or, with no user, one per
+firing of a rule's own webhook (``address``: the rule's URL; kind ``rule_webhook``). Texts are stored as i18n keys
 with parameters and rendered in the recipient's language when sent, so a user who switches
 language gets the next message in the new one. ``dedupe_key`` is unique: handing the same alarm
 change over twice writes its rows once.
@@ -30,7 +31,9 @@ class Notification(Base):
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # None: the row is a rule's own webhook, sent to ``address`` (no preferences, no rate limit).
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str | None] = mapped_column(String(500))  # the rule's webhook URL (secrets in it)
     channel: Mapped[str] = mapped_column(String(16))  # webhook | sms | voice
     kind: Mapped[str] = mapped_column(String(32))  # alarm | digest | ...
     severity: Mapped[str] = mapped_column(String(16))

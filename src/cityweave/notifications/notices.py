@@ -5,8 +5,12 @@ A notice is told at severity :data:`NOTICE_SEVERITY` ("minor"): by the default c
 is the live push only, so the safety rules' notices do not double the SMS and calls their alarms
 already cause; a user who wants notices by SMS or webhook says so in their preferences. The text
 is the rule's message key (``rules.fire``, ...) rendered with its parameters in the recipient's
-language when sent. Notices that only carry a rule's own ``webhook_url`` are not sent by the outbox
-(its rows belong to users); they go live like the others.
+language when sent.
+
+A notice carrying a rule's own ``webhook_url`` (the ``webhook`` action) goes live like the others
+and becomes ONE outbox row of no user (:func:`outbox.enqueue_rule_webhook`): a signed POST to that
+URL, retried with backoff like users' webhooks, not rate-limited or digested (each firing is one
+POST); it is not sent to the audience's users. Its URL is never logged (it may carry a secret).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from sqlalchemy.orm import Session
 from cityweave.context import AppContext
 from cityweave.notifications import recipients
 from cityweave.notifications.hub import LiveEvent, NotificationHub
-from cityweave.notifications.outbox import enqueue
+from cityweave.notifications.outbox import enqueue, enqueue_rule_webhook
 from cityweave.notifications.preferences import outbox_channels_for, preferences_of
 
 log = logging.getLogger("cityweave.notifications")
@@ -57,6 +61,12 @@ def notice_recipients(session: Session, notice: Any) -> list[str]:
 
 
 def enqueue_notice(session: Session, notice: Any, now: Any, user_ids: list[str] | None = None) -> int:
+    url = getattr(notice, "webhook_url", None)
+    if url:
+        return enqueue_rule_webhook(
+            session, url=url, rule_key=notice.rule_key, household_id=notice.household_id,
+            message_key=notice.message_key, params=_plain(notice.params), at=notice.at, now=now,
+            place_path=notice.place_path, device_id=getattr(notice, "device_id", None))
     if user_ids is None:
         user_ids = notice_recipients(session, notice)
     if not user_ids:
@@ -81,11 +91,14 @@ class NoticeNotifier:
         event = live_event(notice)
         if event is not None:
             self.hub.publish(event)
+        webhook = bool(getattr(notice, "webhook_url", None))
         try:
-            with self.ctx.db.session() as session:  # reading only, mostly: nobody opted in
-                user_ids = notice_recipients(session, notice)
-            if not user_ids:
-                return
+            user_ids: list[str] = []
+            if not webhook:
+                with self.ctx.db.session() as session:  # reading only, mostly: nobody opted in
+                    user_ids = notice_recipients(session, notice)
+                if not user_ids:
+                    return
             with self.ctx.db.session() as session:
                 self.ctx.db.write_first(session)
                 written = enqueue_notice(session, notice, self.ctx.clock.now(), user_ids)

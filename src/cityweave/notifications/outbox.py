@@ -1,6 +1,7 @@
 """The outbox: rows written with the data that justifies them, sent later by the dispatcher.
 
-``enqueue`` writes one pending row per (recipient, outbox channel) in the caller's session.
+``enqueue`` writes one pending row per (recipient, outbox channel) in the caller's session;
+``enqueue_rule_webhook`` one row of no user for a rule's own webhook (``address`` = its URL).
 :class:`Dispatcher` sends what is due, in three steps so that no database lock is held while a
 provider answers (on SQLite a held write lock would stall the ingest):
 
@@ -17,11 +18,15 @@ provider answers (on SQLite a held write lock would stall the ingest):
 ``notify_retention_days``. ``fold_stale`` runs when the dispatcher starts: pending rows older than ``notify_freshness_seconds``
 (written before a restart or an outage) become one digest per recipient instead of a storm.
 
+Rule webhooks (rows without a user) take the same path, signing, retries and backoff, but no rate
+limit, digest or restart fold: each firing is one POST, whenever it gets through.
+
 One dispatcher per database is assumed (PostgreSQL claims with ``SKIP LOCKED`` all the same).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -60,6 +65,8 @@ from cityweave.security.crypto import DecryptionError
 log = logging.getLogger("cityweave.notifications")
 
 DIGEST = "digest"
+RULE_WEBHOOK = "rule_webhook"  # the kind of a rule's own webhook row (no user; address = the URL)
+RULE_WEBHOOK_SEVERITY = "minor"  # as rule notices (notices.NOTICE_SEVERITY); never critical-bypass
 LEASE = timedelta(seconds=60)
 MAX_BACKOFF_S = 3600.0
 # A restart digest goes out on the first of these channels the folded rows used.
@@ -122,6 +129,24 @@ def enqueue(session: Session, *, user_ids: Iterable[str], severity: str, kind: s
         for channel in outbox_channels_for(preferences.get(user_id), severity)
     ]
     return _insert_ignoring_duplicates(session, rows)
+
+
+def enqueue_rule_webhook(session: Session, *, url: str, rule_key: str, household_id: str, message_key: str,
+                         params: dict[str, Any], at: datetime, now: datetime, place_path: str | None = None,
+                         device_id: str | None = None) -> int:
+    """One pending ``webhook`` row of no user for one firing of a rule's ``webhook`` action, sent
+    to ``url`` (kept in ``address``; it is never logged: it may carry the receiver's secret).
+    Its JSON body (:meth:`Dispatcher._message`) names the rule, household, message key, params and
+    time. The same firing handed over twice writes one row. Rows written (0 or 1)."""
+    fingerprint = hashlib.sha256(f"{rule_key}\n{household_id}\n{message_key}\n{url}".encode()).hexdigest()[:32]
+    row = {"user_id": None, "address": url, "channel": "webhook", "kind": RULE_WEBHOOK,
+           "severity": RULE_WEBHOOK_SEVERITY, "subject_key": message_key[:100], "body_key": message_key[:100],
+           "params": {"rule_key": rule_key, "household_id": household_id, "message_key": message_key,
+                      "params": params, "device_id": device_id, "at": at.isoformat()},
+           "place_path": place_path, "ref": rule_key[:64], "status": S.PENDING, "attempts": 0,
+           "next_attempt_at": now, "created_at": now,
+           "dedupe_key": f"rule-webhook:{household_id}:{at.isoformat()}:{fingerprint}"[:200]}
+    return _insert_ignoring_duplicates(session, [row])
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -244,19 +269,22 @@ class Dispatcher:
 
     # -- restart --------------------------------------------------------------------------------
     def fold_stale(self, now: datetime) -> int:
-        """Pending rows older than the freshness window → one digest per recipient."""
+        """Pending rows older than the freshness window → one digest per recipient (users' rows
+        only: a rule's webhook rows are sent as they are)."""
         cutoff = now - self.settings.freshness
         with self.ctx.db.session() as session:
             self.ctx.db.write_first(session)
             rows = session.execute(
                 select(Notification)
                 .where(Notification.status == S.PENDING, Notification.kind != DIGEST,
+                       Notification.user_id.is_not(None),  # a rule's webhook: each firing is one POST
                        Notification.created_at < cutoff)
                 .order_by(Notification.user_id, Notification.created_at, Notification.id)
             ).scalars().all()
             by_user: dict[str, list[Notification]] = defaultdict(list)
             for row in rows:
-                by_user[row.user_id].append(row)
+                if row.user_id is not None:
+                    by_user[row.user_id].append(row)
             for user_id, held in by_user.items():
                 used = {row.channel for row in held}
                 channel = next((c for c in DIGEST_CHANNEL_ORDER if c in used), held[0].channel)
@@ -325,7 +353,7 @@ class Dispatcher:
             recent: dict[tuple[str, str], int] = {}
             claimed: list[Notification] = []
             for row in rows:
-                if row.kind != DIGEST:
+                if row.kind != DIGEST and row.user_id is not None:  # rule webhooks: no rate limit
                     key = (row.user_id, row.channel)
                     if key not in recent:
                         recent[key] = self._sent_since(session, row.user_id, row.channel, begin)
@@ -339,9 +367,13 @@ class Dispatcher:
                 row.attempts += 1
                 row.next_attempt_at = now + LEASE
                 claimed.append(row)
-            recipients = self._recipients(session, {row.user_id for row in claimed})
+            recipients = self._recipients(session, {row.user_id for row in claimed if row.user_id is not None})
             for row in claimed:
-                recipient = recipients.get(row.user_id)
+                if row.user_id is None:  # a rule's own webhook: the address is on the row
+                    recipient: Recipient | None = Recipient(user_id="", locale=DEFAULT_LOCALE,
+                                                            webhook_url=row.address)
+                else:
+                    recipient = recipients.get(row.user_id)
                 if recipient is None:
                     jobs.append(Job(row.id, row.channel, None, None, "suppressed", "recipient inactive"))
                     continue
@@ -394,6 +426,8 @@ class Dispatcher:
 
     def _message(self, session: Session, row: Notification, recipient: Recipient) -> Message:
         locale = recipient.locale
+        if row.kind == RULE_WEBHOOK:
+            return self._rule_webhook_message(row, locale)
         params: dict[str, Any] = dict(row.params or {})
         data: dict[str, Any] = {k: _localise(v, locale) for k, v in params.items()}
         if row.kind == DIGEST:
@@ -414,6 +448,21 @@ class Dispatcher:
             subject=render(row.subject_key, params, locale), body=render(row.body_key, params, locale),
             locale=locale, created_at=row.created_at, place_path=row.place_path, ref=row.ref, data=data,
         )
+
+    def _rule_webhook_message(self, row: Notification, locale: str) -> Message:
+        """The body of a rule's webhook: what fired, where and when, for a machine to act on (plus
+        the message rendered in the installation's default language, for a human to read)."""
+        stored: dict[str, Any] = dict(row.params or {})
+        params = dict(stored.get("params") or {})
+        text = render(row.subject_key, params, locale)
+        payload = {"kind": RULE_WEBHOOK, "rule_key": stored.get("rule_key"),
+                   "household_id": stored.get("household_id"),
+                   "message_key": stored.get("message_key") or row.subject_key, "params": params,
+                   "at": stored.get("at") or row.created_at.isoformat(), "device_id": stored.get("device_id"),
+                   "place_path": row.place_path, "text": text, "locale": locale}
+        return Message(id=row.id, channel=row.channel, kind=row.kind, severity=row.severity, subject=text,
+                       body=text, locale=locale, created_at=row.created_at, place_path=row.place_path,
+                       ref=row.ref, data=params, payload=payload)
 
     def _send(self, job: Job) -> None:
         channel = self.channels.get(job.channel)

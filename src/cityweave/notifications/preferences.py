@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityweave.errors import FieldError, Invalid
+from cityweave.i18n import translate
 from cityweave.notifications.channels import WebhookUrlRefused, check_webhook_url
 from cityweave.notifications.models import NotificationPreference
 
@@ -80,39 +80,41 @@ def preferences_of(session: Session, user_ids: Iterable[str]) -> dict[str, Notif
 
 def set_preferences(session: Session, user_id: str, *, channels: dict[str, list[str]] | None,
                     webhook_url: str | None, now: datetime, allow_private: bool = False,
-                    resolve: Any = None) -> NotificationPreference:
+                    resolve: Any = None, locale: str = "en") -> NotificationPreference:
     """Store a user's choices, replacing earlier ones (severities not named keep the default).
     Raises :class:`~cityweave.errors.Invalid` (pointers into ``{"channels": .., "webhook_url": ..}``)
     for an unknown severity or channel, a critical choice without SMS or voice, the webhook channel
     without a URL, or a URL the SSRF guard refuses (``allow_private``: the installation's
-    ``notify_webhook_allow_private``)."""
+    ``notify_webhook_allow_private``). The texts are in ``locale`` (catalogue keys
+    ``notify.preferences.*`` and ``notify.webhook_url.*``)."""
     errors: list[FieldError] = []
     clean: dict[str, Any] = {}
     for severity, chosen in (channels or {}).items():
         if severity not in SEVERITY_RANK:
-            errors.append(FieldError(f"/channels/{severity}", f"unknown severity {severity!r}; "
-                                     f"one of {', '.join(SEVERITIES)}"))
+            errors.append(FieldError(f"/channels/{severity}", translate(
+                "notify.preferences.unknown_severity", locale, severity=severity, choices=", ".join(SEVERITIES))))
             continue
         unknown = [c for c in chosen if c not in CHANNELS]
         if unknown:
-            errors.append(FieldError(f"/channels/{severity}", f"unknown channels {unknown!r}; "
-                                     f"one of {', '.join(CHANNELS)}"))
+            errors.append(FieldError(f"/channels/{severity}", translate(
+                "notify.preferences.unknown_channels", locale, channels=repr(unknown), choices=", ".join(CHANNELS))))
             continue
         clean[severity] = list(dict.fromkeys(chosen))
     critical = clean.get("critical")
     below_floor = critical is not None and not set(critical) & set(CRITICAL_FLOOR)
     if below_floor:
-        errors.append(FieldError("/channels/critical", critical_floor_message()))
+        errors.append(FieldError("/channels/critical", critical_floor_message(locale)))
     if webhook_url is None and any("webhook" in chosen for chosen in clean.values()):
-        errors.append(FieldError("/webhook_url", "the webhook channel needs a webhook URL"))
+        errors.append(FieldError("/webhook_url", translate("notify.preferences.webhook_needs_url", locale)))
     if webhook_url is not None:
         try:
             kwargs = {"resolve": resolve} if resolve is not None else {}
             check_webhook_url(webhook_url, allow_private=allow_private, **kwargs)
         except WebhookUrlRefused as exc:
-            errors.append(FieldError("/webhook_url", exc.reason))
+            errors.append(FieldError("/webhook_url", exc.message(locale)))
     if errors:
-        raise Invalid(errors, critical_floor_message() if below_floor else "The notification preferences are not valid.")
+        raise Invalid(errors, critical_floor_message(locale) if below_floor
+                      else translate("notify.preferences.invalid", locale))
     row = session.get(NotificationPreference, user_id)
     if row is None:
         row = NotificationPreference(user_id=user_id, channels=clean, webhook_url=webhook_url, updated_at=now)
@@ -123,9 +125,9 @@ def set_preferences(session: Session, user_id: str, *, channels: dict[str, list[
     return row
 
 
-def critical_floor_message() -> str:
-    return ("Critical notifications must keep SMS or voice: choose at least one of "
-            f"{' or '.join(CRITICAL_FLOOR)} for critical, so that a fire or gas alarm always reaches you.")
+def critical_floor_message(locale: str = "en") -> str:
+    joiner = " 或 " if locale == "zh-CN" else " or "
+    return translate("notify.preferences.critical_floor", locale, choices=joiner.join(CRITICAL_FLOOR))
 
 
 def reset_preferences(session: Session, user_id: str) -> bool:
@@ -151,18 +153,3 @@ def effective_choices(preference: NotificationPreference | None) -> list[dict[st
                     "channels": default if is_default else [c for c in chosen if c in CHANNELS],
                     "default": default, "is_default": is_default})
     return out
-
-
-def redact_webhook_url(url: str | None) -> str | None:
-    """The URL as written to logs and the audit trail: scheme, host and port only. Query strings
-    and paths of webhook URLs often carry the receiver's secret (Slack, DingTalk, WeCom ...)."""
-    if url is None:
-        return None
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparseable)"
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}{port}/…"

@@ -37,6 +37,7 @@ from cityweave.devices.adapters import VendorAdapter
 from cityweave.devices.binding import DeviceDirectory
 from cityweave.devices.registry.models import Device
 from cityweave.errors import Conflict, FieldError, Invalid, NotFound
+from cityweave.notifications.channels import redact_webhook_url
 from cityweave.places.models import Place
 from cityweave.rules import access, actions, scenes
 from cityweave.rules.model import (
@@ -295,9 +296,20 @@ def create_automation(call: Call, household_id: str, data: Mapping[str, Any]) ->
     except IntegrityError:
         raise Conflict(f"this household already has an automation {spec.key!r}") from None
     call.audit("automation.create", "automation", row.id, place_path=place.path,
-               details={"household": place.id, "key": spec.key, "spec": row.spec})
+               details={"household": place.id, "key": spec.key, "spec": _audited(row.spec)})
     _announce(call, place)
     return _view(row)
+
+
+def _audited(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec as written to the audit trail: webhook URLs as scheme, host and port only (their
+    paths and queries often carry the receiver's secret)."""
+    out = dict(spec)
+    out["actions"] = [
+        {**a, "url": redact_webhook_url(a.get("url"))} if isinstance(a, Mapping) and a.get("type") == "webhook" else a
+        for a in spec.get("actions") or []
+    ]
+    return out
 
 
 def update_automation(call: Call, household_id: str, automation_id: str, data: Mapping[str, Any]) -> AutomationView:
@@ -314,7 +326,7 @@ def update_automation(call: Call, household_id: str, automation_id: str, data: M
     row.updated_by, row.updated_at = call.principal.user_id, call.now()
     call.session.flush()
     call.audit("automation.update", "automation", row.id, place_path=place.path,
-               details={"household": place.id, "key": spec.key, "spec": row.spec})
+               details={"household": place.id, "key": spec.key, "spec": _audited(row.spec)})
     _announce(call, place)
     return _view(row)
 

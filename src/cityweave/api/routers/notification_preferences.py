@@ -6,7 +6,9 @@ defaults. Only for the signed-in person themself, whatever their role: there is 
 else's preferences, and API keys and service accounts (integrations, not people) are refused.
 The rules (critical keeps SMS or voice; the webhook SSRF guard) live in
 ``cityweave.notifications.preferences``; every change is audited, the webhook URL without its
-path and query (where receivers put their secrets).
+path and query (where receivers put their secrets). Refusals are worded in the caller's
+language (the account's, else Accept-Language; catalogue ``notify.preferences.*``,
+``notify.webhook_url.*``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Request, status
 from pydantic import BaseModel, Field
 
 from cityweave.accounts.models import User
@@ -22,7 +24,9 @@ from cityweave.api.deps import CallDep
 from cityweave.api.problems import Problem
 from cityweave.context import Call
 from cityweave.errors import Forbidden
+from cityweave.i18n import DEFAULT_LOCALE, negotiate, translate
 from cityweave.notifications import preferences as prefs
+from cityweave.notifications.channels import redact_webhook_url
 from cityweave.notifications.models import NotificationPreference
 from cityweave.schema import InputModel
 
@@ -64,14 +68,21 @@ class PreferencesOut(BaseModel):
     critical_requires_one_of: list[str]
 
 
-def _self(call: Call) -> str:
+def _locale(request: Request, call: Call) -> str:
+    """The account's language when the person chose one, else the browser's (zh-CN is every
+    account's default, so it cannot tell a choice from none: then Accept-Language decides)."""
+    chosen = call.principal.locale if call.principal.locale != DEFAULT_LOCALE else None
+    return negotiate(request.headers.get("accept-language"), chosen)
+
+
+def _self(call: Call, locale: str) -> str:
     """The caller's user id, if the caller is a person signed in (not an integration)."""
     principal = call.principal
     if principal.via in ("api_key", "system"):
-        raise Forbidden("notification preferences are a person's own: sign in as yourself, not with an API key")
+        raise Forbidden(translate("notify.preferences.person_only", locale))
     user = call.session.get(User, principal.user_id)
     if user is None or user.is_service_account:
-        raise Forbidden("service accounts have no notification preferences")
+        raise Forbidden(translate("notify.preferences.no_service_accounts", locale))
     return principal.user_id
 
 
@@ -88,26 +99,27 @@ def _out(user_id: str, row: NotificationPreference | None) -> PreferencesOut:
 
 
 @router.get("", response_model=PreferencesOut)
-def get_preferences(call: CallDep) -> PreferencesOut:
-    user_id = _self(call)
+def get_preferences(call: CallDep, request: Request) -> PreferencesOut:
+    user_id = _self(call, _locale(request, call))
     return _out(user_id, call.session.get(NotificationPreference, user_id))
 
 
 @router.put("", response_model=PreferencesOut)
 def put_preferences(call: CallDep, body: Annotated[PreferencesIn, Body(openapi_examples={"sms": {"value": {
         "channels": {"critical": ["sms", "voice", "live"], "major": ["sms", "webhook", "live"], "info": []},
-        "webhook_url": "https://hooks.example.com/cityweave"}}})]) -> PreferencesOut:
-    user_id = _self(call)
+        "webhook_url": "https://hooks.example.com/cityweave"}}})], request: Request) -> PreferencesOut:
+    locale = _locale(request, call)
+    user_id = _self(call, locale)
     row = prefs.set_preferences(
         call.session, user_id, channels=dict(body.channels), webhook_url=body.webhook_url, now=call.now(),
-        allow_private=call.ctx.settings.notify_webhook_allow_private)
+        allow_private=call.ctx.settings.notify_webhook_allow_private, locale=locale)
     call.audit("notification_preferences.update", "user", user_id, details={
-        "channels": row.channels, "webhook_url": prefs.redact_webhook_url(row.webhook_url)})
+        "channels": row.channels, "webhook_url": redact_webhook_url(row.webhook_url)})
     return _out(user_id, row)
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT)
-def delete_preferences(call: CallDep) -> None:
-    user_id = _self(call)
+def delete_preferences(call: CallDep, request: Request) -> None:
+    user_id = _self(call, _locale(request, call))
     if prefs.reset_preferences(call.session, user_id):
         call.audit("notification_preferences.reset", "user", user_id)

@@ -32,7 +32,7 @@ from cityweave.simulator.registry import discover_fleet
 ROOM_NAMES = {"living_room": "客厅", "bedroom": "主卧", "second_bedroom": "次卧", "kitchen": "厨房",
               "bathroom": "卫生间", "entrance": "玄关", "hallway": "过道", "distribution_box": "配电箱"}
 KIND_NAMES = {"light": "灯", "plug": "插座", "door": "门磁", "motion": "人体感应", "smoke": "烟雾报警器",
-              "gas": "燃气报警器", "leak": "水浸传感器", "climate": "空调", "air": "空气质量监测仪", "meter": "智能电表",
+              "gas": "燃气报警器", "leak": "水浸传感器", "climate": "温湿度计", "air": "空气质量监测仪", "meter": "智能电表",
               "sos": "紧急呼叫按钮", "fall_radar": "跌倒监测雷达", "presence": "人体存在传感器", "valve": "阀门",
               "siren": "声光报警器"}
 

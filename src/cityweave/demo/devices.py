@@ -28,7 +28,8 @@ from cityweave.simulator.registry import discover_fleet
 
 
 # What the residents call the rooms and the devices (the demo's households speak Chinese); a
-# resident may rename either later (PATCH /devices/{id}).
+# resident may rename either later (PATCH /devices/{id}). The fleet's "climate" devices are
+# temperature-humidity sensors (Aqara WSDCGQ11LM, Shelly Plus H&T, ...), not air conditioners.
 ROOM_NAMES = {"living_room": "客厅", "bedroom": "主卧", "second_bedroom": "次卧", "kitchen": "厨房",
               "bathroom": "卫生间", "entrance": "玄关", "hallway": "过道", "distribution_box": "配电箱"}
 KIND_NAMES = {"light": "灯", "plug": "插座", "door": "门磁", "motion": "人体感应", "smoke": "烟雾报警器",

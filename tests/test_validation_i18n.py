@@ -269,7 +269,10 @@ def test_placeholders_are_filled_from_ctx() -> None:
     assert field_error_message(by_type["greater_than"], "zh-CN") == "应大于 0。"
     assert field_error_message(by_type["less_than_equal"], "zh-CN") == "应小于或等于 1.5。"
     assert field_error_message(by_type["multiple_of"], "zh-CN") == "应为 5 的倍数。"
-    assert field_error_message(by_type["too_short"], "zh-CN") == "至少需要 2 项，当前为 1 项。"
+    assert field_error_message(by_type["too_short"], "zh-CN") == "列表至少需要 2 项，当前为 1 项。"
+    dict_too_long = next(e for e in _errors() if e["type"] == "too_long" and e["ctx"]["actual_length"] is None)
+    assert field_error_message(dict_too_long, "zh-CN") == "对象最多允许 1 项。"
+    assert field_error_message(dict_too_long, "en") == dict_too_long["msg"]
     assert field_error_message(by_type["url_scheme"], "zh-CN") == "网址协议应为 'http'、'https'。"
     # (pytest's assertion rewriting appends the expression to the message)
     assert field_error_message(by_type["assertion_error"], "zh-CN").startswith("取值无效：six is not allowed")
@@ -311,8 +314,7 @@ def test_error_keys_exist_in_both_catalogues_with_the_same_placeholders() -> Non
         assert en[key].strip() and zh[key].strip(), key
         en_fields = set(re.findall(r"(?<!\{)\{(\w+)\}", en[key]))
         zh_fields = set(re.findall(r"(?<!\{)\{(\w+)\}", zh[key]))
-        # Chinese need not name the container (field_type: "List"), English may leave out nothing else
-        assert zh_fields - {"field_type"} <= en_fields and en_fields - {"field_type"} <= zh_fields | {"actual_length"}, key
+        assert zh_fields == en_fields, key
 
 
 # -- the web pages show the same texts -------------------------------------------------------------

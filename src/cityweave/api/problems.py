@@ -214,6 +214,9 @@ _COUNT = {
     "too_long": "max_length",
     "too_long_unknown": "max_length",
 }
+#: Pydantic's container names (too_short/too_long ``field_type``) in Chinese
+_ZH_FIELD_TYPES = {"List": "列表", "Tuple": "数组", "Set": "集合", "Frozenset": "集合", "Dictionary": "对象",
+                   "Deque": "列表", "Data": "数据", "Value": "取值", "Generator": "序列"}
 _OWN_MESSAGE = ("value_error", "assertion_error")
 _PYDANTIC_PREFIX = re.compile(r"^(Value error|Assertion failed), ")
 
@@ -238,6 +241,8 @@ def field_error_message(err: Mapping[str, Any], locale: str) -> str:
         for name in ("expected", "expected_schemes", "expected_tags"):
             if isinstance(ctx.get(name), str):
                 ctx[name] = _zh_alternatives(ctx[name])
+        if "field_type" in ctx:
+            ctx["field_type"] = _ZH_FIELD_TYPES.get(str(ctx["field_type"]), "")
     text = None
     count = _COUNT.get(key.removeprefix("errors.field."))
     if locale == "en" and count and ctx.get(count) == 1:

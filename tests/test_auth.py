@@ -26,13 +26,19 @@ def test_password_grant_returns_working_tokens(client: TestClient) -> None:
 
 
 def test_wrong_password_is_oauth2_invalid_grant(client: TestClient) -> None:
+    answers = []
     for username, password in (("resident_a", "wrong-pass-1"), ("nobody", PASSWORD)):
         r = login(client, username, password)
         assert r.status_code == 400
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["error"] == "invalid_grant"
-        # Same answer for unknown users and wrong passwords: no username probing.
-        assert r.json()["detail"] == "wrong username or password"
+        # OAuth2's error_description is ASCII by RFC 6749 (5.2); people read the detail, in
+        # their language (Chinese by default).
+        assert r.json()["error_description"] == "wrong username or password"
+        assert r.json()["detail"] == "登录信息不正确：wrong username or password"
+        answers.append(r.json())
+    # Same answer for unknown users and wrong passwords: no username probing.
+    assert answers[0] == answers[1]
 
 
 def test_lockout_after_repeated_failures_and_expiry(client: TestClient, clock: ManualClock) -> None:

@@ -333,3 +333,33 @@ def test_a_web_form_error_page_words_the_field_in_the_viewers_language(client: T
     en = client.post("/home/reports", data=form)
     assert en.status_code == 422
     assert '<p class="hint" lang="en">description: String should have at least 2 characters</p>' in en.text, en.text
+
+
+# -- the other generic problems speak the caller's language too ---------------------------------------
+def test_unknown_route_and_method_are_worded_in_the_callers_language(client: TestClient) -> None:
+    zh = _problem(client.get("/api/v1/no-such-thing", headers=ZH), 404)
+    assert zh["detail"] == "未找到。"
+    assert _problem(client.get("/api/v1/no-such-thing", headers=EN), 404)["detail"] == "Not Found"
+    zh = _problem(client.delete("/healthz", headers=ZH), 405)
+    assert HAN.search(zh["detail"]), zh
+
+
+def test_a_resource_outside_the_view_is_a_404_with_a_chinese_lead(client: TestClient, world: World) -> None:
+    # A resident asking for a household that is not theirs: the policy hides it (404, not 403).
+    zh = _problem(client.get(f"{PLACES}/ca-b1-u1-102", headers=_resident(world, ZH)), 404)
+    en = _problem(client.get(f"{PLACES}/ca-b1-u1-102", headers=_resident(world, EN)), 404)
+    assert not HAN.search(en["detail"])
+    # The service's English specifics stay, after a lead in the caller's language.
+    assert zh["detail"] == "未找到：" + en["detail"]
+
+
+def test_forbidden_leads_in_chinese_and_keeps_the_policys_reason(client: TestClient, world: World) -> None:
+    zh = client.post(PLACES, json=GOOD_PLACE, headers=_resident(world, ZH))
+    en = client.post(PLACES, json=GOOD_PLACE, headers=_resident(world, EN))
+    assert zh.status_code == en.status_code == 403, (zh.text, en.text)
+    assert zh.json()["detail"] == "无权执行此操作：" + en.json()["detail"]
+
+
+def test_accept_language_picks_the_first_language_we_speak(client: TestClient) -> None:
+    body = _problem(client.get("/api/v1/no-such-thing", headers={"Accept-Language": "fr-FR, en;q=0.8"}), 404)
+    assert body["detail"] == "Not Found"

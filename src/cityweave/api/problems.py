@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cityweave.authz.policy import Unauthorized
 from cityweave.errors import CityWeaveError, Invalid
-from cityweave.i18n import lookup, translate
+from cityweave.i18n import lookup, negotiate, translate
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +159,15 @@ def install(app: FastAPI) -> None:
         if exc.slug == "invalid-grant":
             # OAuth2 clients read `error`; people read `detail`. Give both.
             extra.update(error="invalid_grant", error_description=exc.detail)
-        return problem_response(request, exc.status, exc.slug, exc.detail, headers=headers, **extra)
+        return problem_response(request, exc.status, exc.slug, _with_lead(exc.slug, exc.detail, _locale(request)),
+                                headers=headers, **extra)
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        locale = _locale(request)
         if exc.hidden:
-            return problem_response(request, 404, "not-found", "No such resource.")
-        return problem_response(request, 403, "forbidden", str(exc))
+            return problem_response(request, 404, "not-found", translate("errors.not_found", locale))
+        return problem_response(request, 403, "forbidden", _with_lead("forbidden", str(exc), locale))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -173,23 +175,45 @@ def install(app: FastAPI) -> None:
             401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
             409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type",
         }.get(exc.status_code, "http-error")
-        return problem_response(request, exc.status_code, slug, str(exc.detail), headers=getattr(exc, "headers", None))
+        detail = str(exc.detail)
+        try:
+            generic = detail == HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            generic = False
+        if generic:  # Starlette's own text ("Not Found"): say it in the caller's language
+            detail = lookup(f"errors.http.{exc.status_code}", _locale(request)) or detail
+        return problem_response(request, exc.status_code, slug, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(DataError)
     async def _data_error(request: Request, exc: DataError) -> JSONResponse:
         # The database refused a value the validators let through (a backstop, not a path).
         log.warning("database refused a value on %s: %s", request.url.path, exc.orig)
-        return problem_response(request, 422, "validation-error", "A value cannot be stored as given.")
+        return problem_response(request, 422, "validation-error", translate("errors.not_storable", _locale(request)))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(request, 500, "internal-error", "An unexpected error occurred.")
+        return problem_response(request, 500, "internal-error", translate("errors.unexpected", _locale(request)))
+
+
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _with_lead(slug: str, detail: str, locale: str) -> str:
+    """A domain error's detail in the caller's language. Services word their errors in English
+    with the specifics (ids, states, limits); ``errors.domain.<slug>`` wraps them: in Chinese a
+    lead per problem type ("未找到：{detail}", "与当前状态冲突：{detail}" ...) so what happened is
+    readable and the specifics are not lost; in English the detail as it is. Details already in
+    Chinese are left alone."""
+    if not detail or _HAN.search(detail):
+        return detail
+    template = lookup(f"errors.domain.{slug}", locale)
+    return template.format(detail=detail) if template else detail
 
 
 def _locale(request: Request) -> str:
-    accept = request.headers.get("accept-language", "")
-    return "en" if accept.lower().startswith("en") else "zh-CN"
+    """zh-CN or en from Accept-Language (its first language we speak; zh-CN when none)."""
+    return negotiate(request.headers.get("accept-language"))
 
 
 # -- field errors in the caller's language ------------------------------------------------------------

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, UploadFile
@@ -24,6 +24,10 @@ from cityweave.accounts.models import Role
 from cityweave.alarms import service as alarms
 from cityweave.api.routers.alarms import publish_after_commit
 from cityweave.context import Call
+from cityweave.devices.capabilities import CAPABILITIES, Capability
+from cityweave.devices.capabilities import find as find_capability
+from cityweave.devices.command import CommandRejected
+from cityweave.devices.reasons import Reason
 from cityweave.devices.registry import commands
 from cityweave.devices.registry import state as device_state
 from cityweave.devices.registry.models import CommandStatus, Device, DeviceCommand, DeviceStatus
@@ -39,6 +43,11 @@ from cityweave.workorders.schemas import RateInput, WorkOrderSubmit
 
 router = APIRouter(include_in_schema=False)
 SWITCHABLE = "on_off"
+# What a tile lets a resident set besides on/off (which has its own button), in the tile's order.
+# The lock only locks: unlocking a door from a web page is refused (docs/architecture.md).
+TILE_CONTROLS = ("brightness", "color_temperature", "hvac_mode", "target_temperature", "cover_position",
+                 "cover_control", "valve_open", "lock")
+LOCKED = "locked"
 ENERGY = ("power_w",)
 ENVIRONMENT = ("temperature", "humidity", "co2", "pm2_5")
 DONE = {"sent", "scene", "mode", "report", "rated", "resolved"}
@@ -71,6 +80,15 @@ def _writable(device: Device, capability: str) -> bool:
                for c in device.capabilities or [])
 
 
+def _controls(device: Device) -> dict[str, Capability]:
+    """The tile's controls: the capabilities of ``TILE_CONTROLS`` the device says it can set (on
+    its main endpoint, as the page sends them). What a value may be is the command service's
+    business; the tile only offers sensible steps within the capability's range."""
+    offered = {c.get("capability") for c in device.capabilities or []
+               if isinstance(c, dict) and c.get("writable") and not c.get("endpoint")}
+    return {name: CAPABILITIES[name] for name in TILE_CONTROLS if name in offered}
+
+
 @dataclass(frozen=True)
 class TileCommand:
     """The latest command a tile mentions: on its way, or recently failed."""
@@ -98,7 +116,8 @@ def _tile(request: Request, viewer: Viewer, call: Call, device_id: str, *, probl
     device, latest = device_state.device_state(call, device_id)
     values = {value.capability: value for value in latest}
     return _render(request, viewer, "home/_device.html", device=device, values=values,
-                   switchable=_writable(device, SWITCHABLE), command=_latest_commands(call, [device.id]).get(device.id),
+                   switchable=_writable(device, SWITCHABLE), controls=_controls(device),
+                   command=_latest_commands(call, [device.id]).get(device.id),
                    problem=problem)
 
 
@@ -158,7 +177,8 @@ def _home(request: Request, viewer: Viewer, *, status_code: int = 200, problem: 
     done = request.query_params.get("done")
     return _render(request, viewer, "home/index.html", status_code=status_code, household=household,
                    rooms=dict(sorted(rooms.items(), key=lambda kv: (kv[0] == "", kv[0]))), state=state,
-                   switchable_ids={d.id for d in devices if _writable(d, SWITCHABLE)}, scenes=scene_list,
+                   switchable_ids={d.id for d in devices if _writable(d, SWITCHABLE)},
+                   device_controls={d.id: _controls(d) for d in devices}, scenes=scene_list,
                    commands=_latest_commands(call, [d.id for d in devices]),
                    mode=mode.mode.value, alarms=my_alarms, charts=charts, reports=reports,
                    categories=categories, done=done if done in DONE else None, problem=problem,
@@ -199,27 +219,66 @@ def switch(request: Request, viewer: SignedIn, device_id: str,
     From the page's script (htmx) the answer is the device's tile, showing the command on its way:
     the page stays, and with it the live stream that brings the device's echo. Without script it
     is the whole home again."""
-    call, _ = _household(viewer)
-    in_place = request.headers.get("HX-Request") == "true"
     if value not in ("on", "off"):
         raise PageRefused(422, "value: on or off")
+    return _command(request, viewer, device_id[:40], SWITCHABLE, value == "on", tv)
+
+
+@router.post("/home/devices/{device_id}/set")
+def set_value(request: Request, viewer: SignedIn, device_id: str,
+              capability: Annotated[str, Form(max_length=40)] = "",
+              value: Annotated[str, Form(max_length=40)] = "", tv: Annotated[bool, Form()] = False) -> Response:
+    """One setting of a device (brightness, air conditioner mode and temperature, curtain, valve,
+    locking), sent like the switch. The command service decides what may be set and to what: a
+    capability the device cannot set or a value out of its range is refused there and said on the
+    tile. Unlocking is refused here: a door is not opened from a web page."""
+    known = find_capability(capability)  # by name or alias ("lock_state" is the lock too)
+    if known is not None and known.name == "lock" and value.strip().lower() != LOCKED:
+        call, _ = _household(viewer)
+        return _refused(request, viewer, call, device_id[:40], "unlock", 403)
+    return _command(request, viewer, device_id[:40], capability, value, tv)
+
+
+# Why the command service refused a setting, as the tile says it.
+_REFUSALS = {Reason.OUT_OF_RANGE: "range", Reason.WRONG_TYPE: "value", Reason.INVALID_VALUE: "value",
+             Reason.UNIT_MISMATCH: "value"}
+
+
+def _command(request: Request, viewer: Viewer, device_id: str, capability: str, value: Any, tv: bool) -> Response:
+    call, _ = _household(viewer)
     state = request.app.state
     try:
         commands.send_command(
-            call, device_id[:40], SWITCHABLE, value == "on", None,
+            call, device_id, capability, value, None,
             publisher=getattr(state, "device_publisher", None), tracker=getattr(state, "command_tracker", None),
             directory=getattr(state, "device_directory", None),
             adapters_by_name=getattr(state, "device_adapters", None))
     except commands.TransportUnavailable:
         call.session.rollback()  # nothing of it stays; the page says why
-        if in_place:  # a 200: htmx swaps only successful answers, and the tile says what went wrong
-            return _tile(request, viewer, call, device_id[:40], problem="transport")
-        return _home(request, viewer, status_code=503, problem="transport")
+        return _refused(request, viewer, call, device_id, "transport", 503)
+    except CommandRejected as exc:
+        call.session.rollback()
+        return _refused(request, viewer, call, device_id, _REFUSALS.get(exc.reason, "capability"), 422)
     except CityWeaveError as exc:
         raise refuse(exc) from exc
-    if in_place:
-        return _tile(request, viewer, call, device_id[:40])
+    if request.headers.get("HX-Request") == "true":
+        return _tile(request, viewer, call, device_id)
     return _back(tv, "sent")
+
+
+def _refused(request: Request, viewer: Viewer, call: Call, device_id: str, problem: str, status: int) -> Response:
+    """From the page's script: the tile with the reason, as a 200 (htmx swaps only successful
+    answers). Without script: the whole home with the reason and the status."""
+    if request.headers.get("HX-Request") == "true":
+        try:
+            return _tile(request, viewer, call, device_id, problem=problem)
+        except CityWeaveError as exc:  # not a device of this household: 404 as everywhere
+            raise refuse(exc) from exc
+    try:
+        device_state.device_state(call, device_id)
+    except CityWeaveError as exc:
+        raise refuse(exc) from exc
+    return _home(request, viewer, status_code=status, problem=problem)
 
 
 @router.post("/home/scenes/{scene_id}/run")

@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from cityweave.accounts.models import Role
-from cityweave.api.problems import field_error_message
+from cityweave.i18n.fields import field_error_message
 from tests.conftest import auth
 from tests.rules.test_automations import BASE as AUTOMATIONS
 from tests.rules.test_automations import night_light

@@ -5,11 +5,8 @@ failure), the rate limit and its digest with a manual clock, and no storm after 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -243,49 +240,6 @@ def test_start_folds_stale_rows_before_the_first_dispatch(ctx: AppContext, world
 
 
 # -- webhook against a real HTTP server -----------------------------------------------------------
-class Receiver:
-    def __init__(self, script: list[int], delay: float = 0.0) -> None:
-        self.script = list(script)
-        self.delay = delay
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                time.sleep(receiver.delay)
-                status = receiver.script.pop(0) if receiver.script else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver_factory() -> Iterator[Any]:
-    made: list[Receiver] = []
-
-    def make(script: list[int], delay: float = 0.0) -> Receiver:
-        made.append(Receiver(script, delay))
-        return made[-1]
-
-    yield make
-    for receiver in made:
-        receiver.close()
-
-
 def _webhook_user(ctx: AppContext, world: World, url: str) -> str:
     user = world.user_ids[Role.COMMUNITY_ADMIN]
     with ctx.db.session() as session:
@@ -295,8 +249,8 @@ def _webhook_user(ctx: AppContext, world: World, url: str) -> str:
 
 
 def test_webhook_is_signed_and_retried_with_backoff_until_it_succeeds(
-        ctx: AppContext, world: World, clock: ManualClock, receiver_factory: Any) -> None:
-    receiver = receiver_factory([500, 503, 200])
+        ctx: AppContext, world: World, clock: ManualClock, receivers: Any) -> None:
+    receiver = receivers([500, 503, 200])
     user = _webhook_user(ctx, world, receiver.url)
     message(ctx, user, 1)
     d = dispatcher(ctx, max_attempts=5)
@@ -313,7 +267,7 @@ def test_webhook_is_signed_and_retried_with_backoff_until_it_succeeds(
     row = rows(ctx, user_id=user)[0]
     assert row.status is S.SENT and row.attempts == 3 and row.sent_at == clock.now()
     assert len(receiver.requests) == 3
-    for headers, body in receiver.requests:
+    for headers, body, _path in receiver.requests:
         assert verify(SECRET, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
         assert not verify(b"another secret", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
         assert headers[DELIVERY_HEADER] == str(row.id)  # the same id on every retry
@@ -323,8 +277,8 @@ def test_webhook_is_signed_and_retried_with_backoff_until_it_succeeds(
 
 
 def test_webhook_gives_up_after_max_attempts_and_on_permanent_refusal(
-        ctx: AppContext, world: World, clock: ManualClock, receiver_factory: Any) -> None:
-    down = receiver_factory([500] * 10)
+        ctx: AppContext, world: World, clock: ManualClock, receivers: Any) -> None:
+    down = receivers([500] * 10)
     user = _webhook_user(ctx, world, down.url)
     message(ctx, user, 1)
     d = dispatcher(ctx, max_attempts=3)
@@ -334,7 +288,7 @@ def test_webhook_gives_up_after_max_attempts_and_on_permanent_refusal(
     row = rows(ctx, user_id=user)[0]
     assert row.status is S.FAILED and row.attempts == 3 and len(down.requests) == 3
     # 410 Gone: no point in retrying.
-    gone = receiver_factory([410])
+    gone = receivers([410])
     with ctx.db.session() as session:
         set_preferences(session, user, channels={"major": ["webhook"]}, webhook_url=gone.url, now=clock.now(),
                         allow_private=True)
@@ -343,8 +297,8 @@ def test_webhook_gives_up_after_max_attempts_and_on_permanent_refusal(
 
 
 def test_webhook_timeout_and_refused_connection_are_retried(
-        ctx: AppContext, world: World, clock: ManualClock, receiver_factory: Any) -> None:
-    slow = receiver_factory([200], delay=3.0)
+        ctx: AppContext, world: World, clock: ManualClock, receivers: Any) -> None:
+    slow = receivers([200], delay=3.0)
     user = _webhook_user(ctx, world, slow.url)
     message(ctx, user, 1)
     d = dispatcher(ctx)
@@ -400,8 +354,8 @@ def test_changes_and_notices_on_the_bus_reach_the_hub_and_the_outbox(ctx: AppCon
 
 
 def test_a_slow_webhook_does_not_hold_up_other_deliveries(ctx: AppContext, world: World, clock: ManualClock,
-                                                          receiver_factory: Any) -> None:
-    slow = receiver_factory([200], delay=1.5)
+                                                          receivers: Any) -> None:
+    slow = receivers([200], delay=1.5)
     webhook_user = _webhook_user(ctx, world, slow.url)
     message(ctx, webhook_user, 1)
     message(ctx, world.user_ids[Role.RESIDENT], 2, channel_hint="sms")

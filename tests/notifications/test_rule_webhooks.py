@@ -10,10 +10,7 @@ import ipaddress
 import json
 import logging
 import socket
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -51,50 +48,6 @@ HOUSEHOLD = "ca-b1-u1-101"
 HOME = "/tc/tc-d1/tc-d1-s1/ca/ca-g1/ca-b1/ca-b1-u1/ca-b1-u1-101/"
 SECRET = b"installation-webhook-secret"
 S = NotificationStatus
-
-
-class Receiver:
-    """A real HTTP server on ``host`` (any port, or ``port``), answering POSTs from ``script``."""
-
-    def __init__(self, script: list[int] | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.script = list(script or [])
-        self.requests: list[tuple[dict[str, str], bytes, str]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body, self.path))
-                status = receiver.script.pop(0) if receiver.script else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://{host}:{self.port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receivers() -> Iterator[Any]:
-    made: list[Receiver] = []
-
-    def make(script: list[int] | None = None, **kw: Any) -> Receiver:
-        made.append(Receiver(script, **kw))
-        return made[-1]
-
-    yield make
-    for receiver in made:
-        receiver.close()
 
 
 def dispatcher(ctx: AppContext, *, allow_private: bool = True, **overrides: Any) -> outbox.Dispatcher:

@@ -26,7 +26,6 @@ from cityweave.places.models import Place, PlaceKind
 from cityweave.simulator.fleet import Fleet, build_fleet, demo_households
 from cityweave.simulator.registry import discover_fleet
 
-
 # What the residents call the rooms and the devices (the demo's households speak Chinese); a
 # resident may rename either later (PATCH /devices/{id}). The fleet's "climate" devices are
 # temperature-humidity sensors (Aqara WSDCGQ11LM, Shelly Plus H&T, ...), not air conditioners.

@@ -37,7 +37,7 @@ from urllib.parse import SplitResult, urlsplit
 import httpx
 
 from cityweave.i18n import translate
-from cityweave.security.masking import mask_phone
+from cityweave.security.masking import mask_phone, mask_url
 
 log = logging.getLogger("cityweave.notifications")
 
@@ -227,14 +227,13 @@ def check_webhook_url(url: str, *, allow_private: bool = False,
     ``allow_private`` (``CITYWEAVE_NOTIFY_WEBHOOK_ALLOW_PRIVATE``) lets internal addresses through;
     the other rules still hold. Returns the URL unchanged.
 
-    Called when a user saves the URL; deliveries use :func:`pin_webhook_url` (the same rules, and
-    the addresses to connect to), so that a name which later resolves to an internal address is
-    still refused."""
-    parts, host, port = _parse(url)
+    Called when a user saves the URL: :func:`pin_webhook_url`'s checks (with ``allow_private`` the
+    name is not looked up at all). Every delivery pins again, so that a name which later resolves
+    to an internal address is still refused."""
     if allow_private:
-        return url
-    literal, addresses = _resolve_all(parts, host, port, resolve)
-    _refuse_internal(host, literal, addresses)
+        _parse(url)
+    else:
+        pin_webhook_url(url, resolve=resolve)
     return url
 
 
@@ -267,21 +266,6 @@ def pinned_request(client: httpx.Client, pinned: PinnedUrl,
     return request
 
 
-def redact_webhook_url(url: str | None) -> str | None:
-    """The URL as written to logs, errors and the audit trail: scheme, host and port only. Query
-    strings and paths of webhook URLs often carry the receiver's secret (Slack, DingTalk, WeCom ...)."""
-    if url is None:
-        return None
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparseable)"
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}{port}/…"
-
-
 MAX_ADDRESSES_TRIED = 3  # a name with several vetted addresses: the next on a refused connection
 
 
@@ -293,7 +277,7 @@ class _RedactRequestUrls(logging.Filter):
         args = record.args
         if (isinstance(record.msg, str) and record.msg.startswith("HTTP Request:")
                 and isinstance(args, tuple) and len(args) >= 2):
-            record.args = (args[0], redact_webhook_url(str(args[1])), *args[2:])
+            record.args = (args[0], mask_url(str(args[1])), *args[2:])
         return True
 
 

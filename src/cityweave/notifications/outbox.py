@@ -283,8 +283,7 @@ class Dispatcher:
             ).scalars().all()
             by_user: dict[str, list[Notification]] = defaultdict(list)
             for row in rows:
-                if row.user_id is not None:
-                    by_user[row.user_id].append(row)
+                by_user[row.user_id].append(row)  # type: ignore[index]  # users' rows only (query)
             for user_id, held in by_user.items():
                 used = {row.channel for row in held}
                 channel = next((c for c in DIGEST_CHANNEL_ORDER if c in used), held[0].channel)

@@ -37,7 +37,6 @@ from cityweave.devices.adapters import VendorAdapter
 from cityweave.devices.binding import DeviceDirectory
 from cityweave.devices.registry.models import Device
 from cityweave.errors import Conflict, FieldError, Invalid, NotFound
-from cityweave.notifications.channels import redact_webhook_url
 from cityweave.places.models import Place
 from cityweave.rules import access, actions, scenes
 from cityweave.rules.model import (
@@ -56,6 +55,7 @@ from cityweave.rules.model import (
     parse_rule,
 )
 from cityweave.rules.models import Automation
+from cityweave.security.masking import mask_url
 
 
 class Problem(BaseModel):
@@ -306,7 +306,7 @@ def _audited(spec: Mapping[str, Any]) -> dict[str, Any]:
     paths and queries often carry the receiver's secret)."""
     out = dict(spec)
     out["actions"] = [
-        {**a, "url": redact_webhook_url(a.get("url"))} if isinstance(a, Mapping) and a.get("type") == "webhook" else a
+        {**a, "url": mask_url(a.get("url"))} if isinstance(a, Mapping) and a.get("type") == "webhook" else a
         for a in spec.get("actions") or []
     ]
     return out

@@ -1,8 +1,10 @@
-"""Masked forms of personal data for lists and logs: 张**, 138****1234, 1101**********1234."""
+"""Masked forms of personal data and secrets for lists and logs: 张**, 138****1234,
+1101**********1234, https://hooks.example.com/…"""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 _PHONE_DIGITS = re.compile(r"\D")
 
@@ -49,3 +51,19 @@ def normalise_id_number(id_number: str) -> str:
 
 def _is_cjk(char: str) -> bool:
     return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
+
+
+def mask_url(url: str | None) -> str | None:
+    """A URL as written to logs, errors, views and the audit trail: scheme, host and port only.
+    Query strings and paths of webhook URLs often carry the receiver's secret (Slack, DingTalk,
+    WeCom ...)."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparseable)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}/…"

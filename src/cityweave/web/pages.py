@@ -21,13 +21,13 @@ from cityweave.accounts import service as accounts
 from cityweave.accounts.models import Role
 from cityweave.alarms import service as alarms
 from cityweave.alarms.models import Alarm, AlarmStatus
-from cityweave.api.problems import field_error_message
 from cityweave.api.routers.alarms import publish_after_commit
 from cityweave.authz import policy
 from cityweave.authz.policy import Action, Principal, Resource, Unauthorized
 from cityweave.context import AppContext, Call
 from cityweave.devices.registry.models import Device, DeviceStatus
 from cityweave.errors import AuthenticationFailed, CityWeaveError, Invalid
+from cityweave.i18n.fields import field_error_message
 from cityweave.listing import PageRequest
 from cityweave.people import welfare
 from cityweave.web import i18n

@@ -26,9 +26,9 @@ from cityweave.context import Call
 from cityweave.errors import Forbidden
 from cityweave.i18n import DEFAULT_LOCALE, negotiate, translate
 from cityweave.notifications import preferences as prefs
-from cityweave.notifications.channels import redact_webhook_url
 from cityweave.notifications.models import NotificationPreference
 from cityweave.schema import InputModel
+from cityweave.security.masking import mask_url
 
 router = APIRouter(
     prefix="/api/v1/users/me/notification-preferences",
@@ -114,7 +114,7 @@ def put_preferences(call: CallDep, body: Annotated[PreferencesIn, Body(openapi_e
         call.session, user_id, channels=dict(body.channels), webhook_url=body.webhook_url, now=call.now(),
         allow_private=call.ctx.settings.notify_webhook_allow_private, locale=locale)
     call.audit("notification_preferences.update", "user", user_id, details={
-        "channels": row.channels, "webhook_url": redact_webhook_url(row.webhook_url)})
+        "channels": row.channels, "webhook_url": mask_url(row.webhook_url)})
     return _out(user_id, row)
 
 
